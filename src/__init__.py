@@ -1,0 +1,1 @@
+"""Experiment harness for the eight programs of "Learning PyTorch with Examples"."""

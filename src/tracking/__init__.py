@@ -1,0 +1,1 @@
+"""MLflow tracking through a sidecar recorder process."""

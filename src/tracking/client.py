@@ -1,0 +1,178 @@
+"""The training process's side of tracking: messages to the recorder process, never blocking.
+
+One recorder per training process, shared by all jobs a launcher runs in it; it is closed (and
+waited for) at exit, so when the command returns, every run is fully written.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import math
+import os
+import pickle
+import select
+import subprocess
+import sys
+from typing import Optional
+
+from src.tracking.store import artifact_location, redact, tracking_uri
+
+CLOSE_TIMEOUT_S = 300.0  # a long backlog (e.g. a big SQLite sweep) may take a while to drain
+
+
+class TrackingError(RuntimeError):
+    """The tracking store refused or failed; the message is one line."""
+
+
+class Recorder:
+    """Handle on the recorder process for one (tracking URI, experiment)."""
+
+    def __init__(self, uri: str, experiment: str):
+        self.uri, self.experiment = uri, experiment
+        self._keys = itertools.count()
+        self._tokens = itertools.count()
+        self.run_ids: dict[int, str] = {}
+        self.errors: list[str] = []
+        self._raised = 0
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "src.tracking.recorder"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            start_new_session=True,  # Ctrl-C in the terminal reaches only the training process
+        )
+        self._send(("open", uri, experiment, artifact_location(uri)))
+
+    # --- plumbing -----------------------------------------------------------------------------
+    def _send(self, message) -> None:
+        try:
+            pickle.dump(message, self.proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            self.errors.append(f"tracking recorder for {redact(self.uri)} exited "
+                               f"(code {self.proc.poll()})")
+
+    def _take(self, reply) -> None:
+        kind, *rest = reply
+        if kind == "started":
+            self.run_ids[rest[0]] = rest[1]
+        elif kind == "error":
+            self.errors.append(rest[1])
+        elif kind == "synced" and rest[1]:
+            if rest[1] not in self.errors:
+                self.errors.append(rest[1])
+
+    def _read(self):
+        try:
+            return pickle.load(self.proc.stdout)
+        except (EOFError, OSError, pickle.UnpicklingError):
+            return None
+
+    def poll(self) -> None:
+        """Take replies already waiting; raise the first new error."""
+        while select.select([self.proc.stdout], [], [], 0)[0]:
+            reply = self._read()
+            if reply is None:
+                break
+            self._take(reply)
+        self.raise_errors()
+
+    def raise_errors(self) -> None:
+        if len(self.errors) > self._raised:
+            self._raised = len(self.errors)
+            raise TrackingError(self.errors[self._raised - 1])
+
+    def sync(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
+        """Wait until the recorder has written everything sent so far."""
+        token = next(self._tokens)
+        self._send(("sync", token))
+        self._wait_for(lambda r: r[0] == "synced" and r[1] == token, timeout)
+        self.raise_errors()
+
+    def _wait_for(self, done, timeout) -> None:
+        while self.proc.poll() is None or select.select([self.proc.stdout], [], [], 0)[0]:
+            if not select.select([self.proc.stdout], [], [], timeout)[0]:
+                self.errors.append(f"tracking recorder for {redact(self.uri)} did not answer "
+                                   f"within {timeout:.0f} s")
+                return
+            reply = self._read()
+            if reply is None:
+                break
+            self._take(reply)
+            if done(reply):
+                return
+        self.errors.append(f"tracking recorder for {redact(self.uri)} exited "
+                           f"(code {self.proc.poll()})")
+
+    def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
+        if self.proc.poll() is None:
+            self._send(("close",))
+            self._wait_for(lambda r: r[0] == "closed", timeout)
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+
+    # --- runs ---------------------------------------------------------------------------------
+    def start_run(self, run_name: str, tags: dict, params: dict) -> "Run":
+        self.poll()
+        key = next(self._keys)
+        self._send(("start_run", key, run_name, tags, params))
+        return Run(self, key)
+
+
+class Run:
+    """One tracked run; every call only queues a message."""
+
+    def __init__(self, recorder: Recorder, key: int):
+        self.recorder, self.key = recorder, key
+
+    def log_losses(self, first_step: int, values: list, stamps: list) -> None:
+        self.recorder._send(("losses_batch", self.key, first_step, list(values), list(stamps)))
+        self.recorder.poll()  # a store that fails at start stops training at the first batch
+
+    def log_metrics(self, metrics: dict, step: int, timestamp_ms: int) -> None:
+        rows = [(k, float(v), timestamp_ms, step) for k, v in metrics.items()
+                if v is not None and not math.isnan(float(v))]
+        self.recorder._send(("metrics", self.key, rows))
+
+    def set_tags(self, tags: dict) -> None:
+        self.recorder._send(("tags", self.key, tags))
+
+    def log_text(self, artifact_file: str, text: str) -> None:
+        self.recorder._send(("text", self.key, artifact_file, text))
+
+    def log_figures(self, x, y, y_fit, formula: str, title: str) -> None:
+        self.recorder._send(("figures", self.key, x, y, y_fit, formula, title))
+
+    def end(self, status: str) -> None:
+        self.recorder._send(("end_run", self.key, status))
+
+    @property
+    def run_id(self) -> Optional[str]:
+        return self.recorder.run_ids.get(self.key)
+
+
+_recorders: dict[tuple, Recorder] = {}
+
+
+def recorder_for(configured_uri: Optional[str], experiment: str) -> Recorder:
+    """The process's recorder for this store and experiment, started on first use."""
+    uri = tracking_uri(configured_uri)
+    key = (uri, experiment, os.getpid())
+    if key not in _recorders:
+        if not _recorders:
+            atexit.register(close_all)
+        _recorders[key] = Recorder(uri, experiment)
+    return _recorders[key]
+
+
+def close_all() -> list[str]:
+    """Drain and stop every recorder; returns the errors nobody has seen yet."""
+    unseen = []
+    for recorder in list(_recorders.values()):
+        recorder.close()
+        unseen.extend(recorder.errors[recorder._raised:])
+        recorder._raised = len(recorder.errors)
+    _recorders.clear()
+    return unseen

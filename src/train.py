@@ -1,0 +1,155 @@
+"""Entry point: `python -m src.train [overrides]` trains one variant; `-m` sweeps.
+
+`train(cfg)` is the whole job, usable without Hydra; `hydra_main` is the thin Hydra wrapper;
+`main()` checks the command line first and turns interrupts into exit codes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import subprocess
+import sys
+import time
+from functools import lru_cache
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from src.config import (CONF_DIR, CONFIG_NAME, REPO_ROOT, ConfigError, composed_variant,
+                        register, validate)
+from src.preflight import check_command_line
+from src.tracking.client import TrackingError, close_all, recorder_for
+from src.tracking.store import redact, tracking_uri
+from src.trainer import fit
+
+log = logging.getLogger("src.train")
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised like KeyboardInterrupt so that a run is closed as KILLED."""
+
+
+def train(cfg: DictConfig) -> float:
+    """Validate, train and track one run; returns its final loss (inf if it diverged)."""
+    validate(cfg)
+    variant = composed_variant(cfg)
+    run = recorder_for(cfg.tracking.uri, cfg.tracking.experiment).start_run(
+        run_name=f"{variant}-lr{cfg.lr:g}-seed{cfg.seed}",
+        tags={"variant": variant, "model": cfg.model.name,
+              "implementation": cfg.implementation.name, "optimizer": cfg.optimizer.name,
+              "mlflow.source.name": "src.train", **git_tags()},
+        params=config_params(cfg),
+    )
+    run.log_text("config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    run.log_text("overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(task_overrides())))
+    try:
+        result = fit(cfg, on_losses=run.log_losses)
+    except (KeyboardInterrupt, Terminated) as stop:
+        run.set_tags({"interrupted": type(stop).__name__})
+        run.end("KILLED")
+        raise
+    except BaseException:
+        run.end("FAILED")
+        raise
+
+    last_step = len(result.losses) - 1
+    now_ms = time.time_ns() // 1_000_000
+    diverged = result.diverged_step is not None
+    run.log_metrics({"final_loss": None if diverged else result.final_loss,
+                     "wall_time_s": result.wall_time_s,
+                     **{f"coef/{k}": v for k, v in result.coefficients.items()}},
+                    step=max(last_step, 0), timestamp_ms=now_ms)
+    run.set_tags({"formula": result.formula, "device": result.device,
+                  "diverged": str(diverged).lower(),
+                  **({"diverged_step": result.diverged_step} if diverged else {})})
+    run.log_figures(result.x, result.y, result.y_fit, result.formula,
+                    f"{variant} (lr={cfg.lr:g}, seed={cfg.seed})")
+    run.end("FAILED" if diverged else "FINISHED")
+    return result.final_loss
+
+
+def config_params(cfg: DictConfig) -> dict:
+    """Every leaf of the resolved config under its dotted path (e.g. optimizer.lr)."""
+    flat = {}
+
+    def walk(node, prefix):
+        for key, value in node.items():
+            path = f"{prefix}{key}"
+            if isinstance(value, dict):
+                walk(value, path + ".")
+            else:
+                flat[path] = value
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    if flat.get("tracking.uri"):
+        flat["tracking.uri"] = redact(flat["tracking.uri"])
+    return flat
+
+
+def task_overrides() -> list:
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        return list(HydraConfig.get().overrides.task)
+    except ValueError:  # called outside a Hydra app (tests, notebooks)
+        return []
+
+
+@lru_cache(maxsize=1)
+def git_tags() -> dict:
+    """The code version every run records (MLflow's own tag names)."""
+    try:
+        commit = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"],
+                                capture_output=True, text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain",
+                                "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    if not commit:
+        return {}
+    return {"mlflow.source.git.commit": commit, "git_dirty": str(bool(dirty)).lower()}
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=CONFIG_NAME)
+def hydra_main(cfg: DictConfig) -> float:
+    try:
+        return train(cfg)
+    except (ConfigError, TrackingError) as exc:  # one line, and the sweep stops here
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2 if isinstance(exc, ConfigError) else 1) from None
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def main() -> None:
+    register()
+    try:
+        check_command_line(sys.argv[1:])
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    code = 0
+    try:
+        hydra_main()
+    except KeyboardInterrupt:
+        log.warning("interrupted (SIGINT): the run so far is saved and marked KILLED")
+        code = 130
+    except Terminated:
+        log.warning("terminated (SIGTERM): the run so far is saved and marked KILLED")
+        code = 143
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the recorder drain undisturbed
+        for error in close_all():
+            print(f"error: {error}", file=sys.stderr)
+            code = code or 1
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
