@@ -67,6 +67,7 @@ def fit(cfg, on_losses: Optional[LossCallback] = None) -> FitResult:
     strategy = implementations.build(cfg.implementation.name, family, cfg.model.init, device)
     optimizer = optimizers.build(cfg.optimizer, strategy.params)
 
+    steps, log_every = int(cfg.steps), int(cfg.log_every)  # plain ints: DictConfig access is slow
     losses, stamps, flushed = [], [], 0
     diverged_step = None
 
@@ -77,12 +78,12 @@ def fit(cfg, on_losses: Optional[LossCallback] = None) -> FitResult:
         progress.update(len(losses) - flushed)
         flushed = len(losses)
 
-    progress = tqdm(total=cfg.steps, delay=PROGRESS_DELAY_S, unit="step", leave=False, disable=None,
+    progress = tqdm(total=steps, delay=PROGRESS_DELAY_S, unit="step", leave=False, disable=None,
                     desc=cfg.variant or family.name)
     with logging_redirect_tqdm():
         start = time.perf_counter()
         try:
-            for t in range(cfg.steps):
+            for t in range(steps):
                 loss = strategy.loss_and_gradients()
                 if not math.isfinite(loss):
                     diverged_step = t
@@ -92,7 +93,7 @@ def fit(cfg, on_losses: Optional[LossCallback] = None) -> FitResult:
                 stamps.append(time.time_ns() // 1_000_000)
                 optimizer.step()
                 optimizer.zero_grad()
-                if t % cfg.log_every == cfg.log_every - 1:
+                if t % log_every == log_every - 1:
                     log.info("%d %s", t, loss)
                 if len(losses) - flushed >= FLUSH_EVERY:
                     flush()
