@@ -9,10 +9,8 @@ from __future__ import annotations
 import logging
 import math
 import signal
-import subprocess
 import sys
 import time
-from functools import lru_cache
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -20,7 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 from src.config import (CONF_DIR, CONFIG_NAME, REPO_ROOT, ConfigError, composed_variant,
                         register, validate)
 from src.preflight import check_command_line
+from src.tracking import sweep
 from src.tracking.client import TrackingError, close_all, recorder_for
+from src.tracking.provenance import git_tags
 from src.tracking.store import redact, tracking_uri
 from src.trainer import fit
 
@@ -35,12 +35,15 @@ def train(cfg: DictConfig) -> float:
     """Validate, train and track one run; returns its final loss (inf if it diverged)."""
     validate(cfg)
     variant = composed_variant(cfg)
-    run = recorder_for(cfg.tracking.uri, cfg.tracking.experiment).start_run(
+    recorder = recorder_for(cfg.tracking.uri, cfg.tracking.experiment)
+    parent = sweep.parent_for(recorder)
+    run = recorder.start_run(
         run_name=f"{variant}-lr{cfg.lr:g}-seed{cfg.seed}",
         tags={"variant": variant, "model": cfg.model.name,
               "implementation": cfg.implementation.name, "optimizer": cfg.optimizer.name,
               "mlflow.source.name": "src.train", **git_tags()},
         params=config_params(cfg),
+        parent=parent,
     )
     run.log_text("config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     run.log_text("overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(task_overrides())))
@@ -67,6 +70,8 @@ def train(cfg: DictConfig) -> float:
     run.log_figures(result.x, result.y, result.y_fit, result.formula,
                     f"{variant} (lr={cfg.lr:g}, seed={cfg.seed})")
     run.end("FAILED" if diverged else "FINISHED")
+    if isinstance(parent, str):
+        recorder.sync()  # a job in a launcher's worker: all written before the sweep counts it
     return result.final_loss
 
 
@@ -96,21 +101,6 @@ def task_overrides() -> list:
     except ValueError:  # called outside a Hydra app (tests, notebooks)
         return []
 
-
-@lru_cache(maxsize=1)
-def git_tags() -> dict:
-    """The code version every run records (MLflow's own tag names)."""
-    try:
-        commit = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"],
-                                capture_output=True, text=True, timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain",
-                                "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    if not commit:
-        return {}
-    return {"mlflow.source.git.commit": commit, "git_dirty": str(bool(dirty)).lower()}
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=CONFIG_NAME)
@@ -143,7 +133,10 @@ def main() -> None:
     except Terminated:
         log.warning("terminated (SIGTERM): the run so far is saved and marked KILLED")
         code = 143
+    except SystemExit as exc:  # Hydra's way out after a failed job
+        code = exc.code if isinstance(exc.code, int) else 1
     finally:
+        sweep.finish({0: "FINISHED", 130: "KILLED", 143: "KILLED"}.get(code, "FAILED"))
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the recorder drain undisturbed
         for error in close_all():
             print(f"error: {error}", file=sys.stderr)

@@ -14,7 +14,7 @@ import pickle
 import select
 import subprocess
 import sys
-from typing import Optional
+from typing import Optional, Union
 
 from src.tracking.store import artifact_location, redact, tracking_uri
 
@@ -114,10 +114,12 @@ class Recorder:
                 self.proc.kill()
 
     # --- runs ---------------------------------------------------------------------------------
-    def start_run(self, run_name: str, tags: dict, params: dict) -> "Run":
+    def start_run(self, run_name: str, tags: dict, params: dict,
+                  parent: Union[None, int, str] = None) -> "Run":
+        """parent: a run id, or the key of a run this recorder started (no waiting for its id)."""
         self.poll()
         key = next(self._keys)
-        self._send(("start_run", key, run_name, tags, params))
+        self._send(("start_run", key, run_name, tags, params, parent))
         return Run(self, key)
 
 
@@ -147,6 +149,10 @@ class Run:
 
     def end(self, status: str) -> None:
         self.recorder._send(("end_run", self.key, status))
+
+    def finish_sweep(self, status: str) -> None:
+        """End a sweep's parent run, recording how its children ended."""
+        self.recorder._send(("finish_sweep", self.key, status))
 
     @property
     def run_id(self) -> Optional[str]:

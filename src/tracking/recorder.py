@@ -19,6 +19,7 @@ import queue
 import signal
 import sys
 import threading
+import time
 import traceback
 
 
@@ -61,9 +62,12 @@ class Recorder:
             self.open_error = f"tracking store {redact(uri)} is not usable: {one_line(exc)}"
             self.reply(("error", None, self.open_error))
 
-    def start_run(self, key, run_name, tags, params):
+    def start_run(self, key, run_name, tags, params, parent=None):
         from mlflow.entities import Param
 
+        if parent is not None:  # a run id, or the key of a run started through us
+            tags = {**tags, "mlflow.parentRunId": self.runs[parent] if isinstance(parent, int)
+                    else parent}
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
         self.runs[key] = run.info.run_id
         self.losses[key] = []
@@ -118,6 +122,24 @@ class Recorder:
         self.losses.pop(key, None)
         self.client.set_terminated(run_id, status)
         self.reply(("ended", key, run_id))
+
+    def finish_sweep(self, key, status):
+        """Count the parent's children by outcome, log the counts, end the parent."""
+        run_id = self.runs[key]
+        children = self.client.search_runs(
+            [self.experiment_id], f"tags.`mlflow.parentRunId` = '{run_id}'", max_results=50000)
+        counts = dict.fromkeys(("finished", "diverged", "failed", "killed", "running"), 0)
+        for child in children:
+            state = child.info.status
+            if state == "FAILED" and child.data.tags.get("diverged") == "true":
+                counts["diverged"] += 1
+            else:
+                counts[{"FINISHED": "finished", "FAILED": "failed",
+                        "KILLED": "killed"}.get(state, "running")] += 1
+        now = int(time.time() * 1000)
+        self.metrics(key, [("n_jobs", len(children), now, 0)]
+                     + [(f"n_{k}", v, now, 0) for k, v in counts.items()])
+        self.end_run(key, status)
 
     def kill_open_runs(self):
         for key in list(self.runs):
