@@ -22,7 +22,8 @@ from src.tracking import sweep
 from src.tracking.client import TrackingError, close_all, recorder_for
 from src.tracking.provenance import git_tags
 from src.tracking.store import redact, tracking_uri
-from src.trainer import fit
+from src import optimum
+from src.trainer import FitResult, fit
 
 log = logging.getLogger("src.train")
 
@@ -32,7 +33,13 @@ class Terminated(BaseException):
 
 
 def train(cfg: DictConfig) -> float:
-    """Validate, train and track one run; returns its final loss (inf if it diverged)."""
+    """One job: returns its final loss (inf if it diverged), for any Hydra sweeper to minimise."""
+    return train_tracked(cfg).final_loss
+
+
+def train_tracked(cfg: DictConfig, extra_tags: dict | None = None,
+                  overrides: list | None = None) -> FitResult:
+    """Validate, train and track one run."""
     validate(cfg)
     variant = composed_variant(cfg)
     recorder = recorder_for(cfg.tracking.uri, cfg.tracking.experiment)
@@ -41,12 +48,13 @@ def train(cfg: DictConfig) -> float:
         run_name=f"{variant}-lr{cfg.lr:g}-seed{cfg.seed}",
         tags={"variant": variant, "model": cfg.model.name,
               "implementation": cfg.implementation.name, "optimizer": cfg.optimizer.name,
-              "mlflow.source.name": "src.train", **git_tags()},
+              "mlflow.source.name": "src.train", **git_tags(), **(extra_tags or {})},
         params=config_params(cfg),
         parent=parent,
     )
     run.log_text("config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    run.log_text("overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(task_overrides())))
+    overrides = task_overrides() if overrides is None else overrides
+    run.log_text("overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(overrides)))
     try:
         result = fit(cfg, on_losses=run.log_losses)
     except (KeyboardInterrupt, Terminated) as stop:
@@ -60,7 +68,12 @@ def train(cfg: DictConfig) -> float:
     last_step = len(result.losses) - 1
     now_ms = time.time_ns() // 1_000_000
     diverged = result.diverged_step is not None
+    best = optimum.optimum_loss(cfg.model.name)
+    reached = optimum.steps_to_within(result.losses, best, tolerance=0.01)
     run.log_metrics({"final_loss": None if diverged else result.final_loss,
+                     "optimum_loss": best,
+                     "gap": None if diverged else optimum.gap(result.final_loss, best),
+                     "steps_to_1pct": reached,
                      "wall_time_s": result.wall_time_s,
                      **{f"coef/{k}": v for k, v in result.coefficients.items()}},
                     step=max(last_step, 0), timestamp_ms=now_ms)
@@ -72,7 +85,7 @@ def train(cfg: DictConfig) -> float:
     run.end("FAILED" if diverged else "FINISHED")
     if isinstance(parent, str):
         recorder.sync()  # a job in a launcher's worker: all written before the sweep counts it
-    return result.final_loss
+    return result
 
 
 def config_params(cfg: DictConfig) -> dict:
