@@ -11,7 +11,7 @@ import itertools
 import math
 import os
 import pickle
-import select
+from multiprocessing.connection import Connection
 import subprocess
 import sys
 from typing import Optional, Union
@@ -40,13 +40,17 @@ class Recorder:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             start_new_session=True,  # Ctrl-C in the terminal reaches only the training process
         )
+        # Length-framed messages on the raw pipes: nothing is buffered behind select()'s back.
+        self._tx = Connection(os.dup(self.proc.stdin.fileno()), readable=False)
+        self._rx = Connection(os.dup(self.proc.stdout.fileno()), writable=False)
+        self.proc.stdin.close()
+        self.proc.stdout.close()
         self._send(("open", uri, experiment, artifact_location(uri)))
 
     # --- plumbing -----------------------------------------------------------------------------
     def _send(self, message) -> None:
         try:
-            pickle.dump(message, self.proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
-            self.proc.stdin.flush()
+            self._tx.send(message)
         except (BrokenPipeError, OSError):
             self.errors.append(f"tracking recorder for {redact(self.uri)} exited "
                                f"(code {self.proc.poll()})")
@@ -63,13 +67,13 @@ class Recorder:
 
     def _read(self):
         try:
-            return pickle.load(self.proc.stdout)
+            return self._rx.recv()
         except (EOFError, OSError, pickle.UnpicklingError):
             return None
 
     def poll(self) -> None:
         """Take replies already waiting; raise the first new error."""
-        while select.select([self.proc.stdout], [], [], 0)[0]:
+        while self._readable(0):
             reply = self._read()
             if reply is None:
                 break
@@ -88,9 +92,15 @@ class Recorder:
         self._wait_for(lambda r: r[0] == "synced" and r[1] == token, timeout)
         self.raise_errors()
 
+    def _readable(self, timeout: float) -> bool:
+        try:
+            return self._rx.poll(timeout)
+        except (EOFError, OSError):
+            return False
+
     def _wait_for(self, done, timeout) -> None:
-        while self.proc.poll() is None or select.select([self.proc.stdout], [], [], 0)[0]:
-            if not select.select([self.proc.stdout], [], [], timeout)[0]:
+        while self.proc.poll() is None or self._readable(0):
+            if not self._readable(timeout):
                 self.errors.append(f"tracking recorder for {redact(self.uri)} did not answer "
                                    f"within {timeout:.0f} s")
                 return
@@ -108,7 +118,7 @@ class Recorder:
             self._send(("close",))
             self._wait_for(lambda r: r[0] == "closed", timeout)
             try:
-                self.proc.stdin.close()
+                self._tx.close()
                 self.proc.wait(timeout=10)
             except (OSError, subprocess.TimeoutExpired):
                 self.proc.kill()

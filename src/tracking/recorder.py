@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+from multiprocessing.connection import Connection
 import queue
 import signal
 import sys
@@ -188,14 +189,14 @@ def main() -> None:
     # Ctrl-C and SIGTERM are for the training process; it tells us how to close its run.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    inbox = sys.stdin.buffer
-    outbox = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    # Length-framed messages (multiprocessing's Connection) over our stdin and stdout.
+    inbox = Connection(os.dup(sys.stdin.fileno()), writable=False)
+    outbox = Connection(os.dup(sys.stdout.fileno()), readable=False)
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not corrupt replies
 
     def reply(message):
         try:
-            pickle.dump(message, outbox)
-            outbox.flush()
+            outbox.send(message)
         except (BrokenPipeError, OSError):
             pass
 
@@ -206,7 +207,7 @@ def main() -> None:
     def read_all():
         while True:
             try:
-                inbox_queue.put(pickle.load(inbox))
+                inbox_queue.put(inbox.recv())
             except (EOFError, pickle.UnpicklingError, OSError):
                 inbox_queue.put(None)
                 return
