@@ -7,6 +7,8 @@ presets as the Hydra group `experiment`.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +77,7 @@ class TrainConfig:
     steps: int = 2000
     log_every: int = 100
     variant: Optional[str] = None  # set by a preset; otherwise a name is composed from the choices
+    resume: bool = False  # skip a job whose config already has a FINISHED run in the experiment
 
 
 class ConfigError(ValueError):
@@ -103,6 +106,14 @@ def composed_variant(cfg: DictConfig) -> str:
     if cfg.variant:
         return str(cfg.variant)
     return f"{cfg.model.name}-{cfg.implementation.name}-{cfg.optimizer.name}"
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """Identity of what a run computes: the resolved config minus where it is tracked."""
+    content = OmegaConf.to_container(cfg, resolve=True)
+    for key in ("tracking", "resume"):
+        content.pop(key, None)
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:20]
 
 
 def _one_of(key: str, value: str, allowed) -> None:

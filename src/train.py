@@ -15,7 +15,7 @@ import time
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from src.config import (CONF_DIR, CONFIG_NAME, REPO_ROOT, ConfigError, composed_variant,
+from src.config import (CONF_DIR, CONFIG_NAME, ConfigError, composed_variant, config_hash,
                         register, validate)
 from src.preflight import check_command_line
 from src.tracking import sweep
@@ -34,7 +34,31 @@ class Terminated(BaseException):
 
 def train(cfg: DictConfig) -> float:
     """One job: returns its final loss (inf if it diverged), for any Hydra sweeper to minimise."""
+    if cfg.resume:
+        validate(cfg)
+        done = skip_if_finished(cfg)
+        if done is not None:
+            return done
     return train_tracked(cfg).final_loss
+
+
+def skip_if_finished(cfg: DictConfig) -> float | None:
+    """resume=true: the final loss of a FINISHED run with this config, recorded as skipped."""
+    recorder = recorder_for(cfg.tracking.uri, cfg.tracking.experiment)
+    identity = config_hash(cfg)
+    found = recorder.find_finished(identity)
+    if found is None:
+        return None
+    run_id, final_loss = found
+    log.info("resume: skipped, this config already FINISHED as run %s (final loss %s)",
+             run_id, final_loss)
+    parent = sweep.parent_for(recorder)
+    if parent is not None:
+        recorder.record_skip(parent, identity, OmegaConf.to_yaml(OmegaConf.create(
+            {"overrides": task_overrides(), "finished_run": run_id, "final_loss": final_loss})))
+        if isinstance(parent, str):
+            recorder.sync()
+    return final_loss
 
 
 def train_tracked(cfg: DictConfig, extra_tags: dict | None = None,
@@ -48,7 +72,8 @@ def train_tracked(cfg: DictConfig, extra_tags: dict | None = None,
         run_name=f"{variant}-lr{cfg.lr:g}-seed{cfg.seed}",
         tags={"variant": variant, "model": cfg.model.name,
               "implementation": cfg.implementation.name, "optimizer": cfg.optimizer.name,
-              "mlflow.source.name": "src.train", **git_tags(), **(extra_tags or {})},
+              "mlflow.source.name": "src.train", "config_hash": config_hash(cfg), **git_tags(),
+              **(extra_tags or {})},
         params=config_params(cfg),
         parent=parent,
     )

@@ -14,6 +14,8 @@ import pickle
 from multiprocessing.connection import Connection
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from typing import Optional, Union
 
 from src.tracking.store import artifact_location, redact, tracking_uri
@@ -91,6 +93,20 @@ class Recorder:
         self._send(("sync", token))
         self._wait_for(lambda r: r[0] == "synced" and r[1] == token, timeout)
         self.raise_errors()
+
+    def find_finished(self, config_hash: str, timeout: float = CLOSE_TIMEOUT_S):
+        """(run id, final loss) of a FINISHED run with this config hash, or None (waits)."""
+        token = next(self._tokens)
+        self._send(("find_finished", token, config_hash))
+        found = []
+        self._wait_for(lambda r: r[0] == "found" and r[1] == token and not found.append(r),
+                       timeout)
+        self.raise_errors()
+        return found[0][2] if found else None
+
+    def record_skip(self, parent: Union[int, str], name: str, text: str) -> None:
+        """Note on a sweep's parent run that a job was skipped (resume)."""
+        self._send(("record_skip", parent, name, text))
 
     def _readable(self, timeout: float) -> bool:
         try:
@@ -172,11 +188,27 @@ class Run:
 _recorders: dict[tuple, Recorder] = {}
 
 
+def check_reachable(uri: str, timeout: float = 10.0) -> None:
+    """A tracking server must answer before anything trains (MLflow would retry for minutes)."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
+            pass
+    except urllib.error.HTTPError as exc:
+        if exc.code >= 500:
+            raise TrackingError(f"tracking server {redact(uri)} is not healthy: HTTP {exc.code}")
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TrackingError(f"tracking server {redact(uri)} is unreachable: {reason}") from None
+
+
 def recorder_for(configured_uri: Optional[str], experiment: str) -> Recorder:
     """The process's recorder for this store and experiment, started on first use."""
     uri = tracking_uri(configured_uri)
     key = (uri, experiment, os.getpid())
     if key not in _recorders:
+        check_reachable(uri)
         if not _recorders:
             atexit.register(close_all)
         _recorders[key] = Recorder(uri, experiment)

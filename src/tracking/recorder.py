@@ -46,18 +46,19 @@ class Recorder:
         try:
             store = self.client._tracking_client.store
             self.sql_engine = getattr(store, "engine", None)  # SQL stores only, not a server
-            exp = self.client.get_experiment_by_name(experiment)
+            exp = with_retries(self.client.get_experiment_by_name, experiment)
             if exp is None:
                 try:
-                    self.experiment_id = self.client.create_experiment(
-                        experiment, artifact_location=artifact_location)
+                    self.experiment_id = with_retries(
+                        self.client.create_experiment, experiment,
+                        artifact_location=artifact_location)
                 except MlflowException:  # created meanwhile by another process
-                    exp = self.client.get_experiment_by_name(experiment)
+                    exp = with_retries(self.client.get_experiment_by_name, experiment)
                     if exp is None:
                         raise
             if exp is not None:
                 if exp.lifecycle_stage == "deleted":
-                    self.client.restore_experiment(exp.experiment_id)
+                    with_retries(self.client.restore_experiment, exp.experiment_id)
                 self.experiment_id = exp.experiment_id
         except Exception as exc:  # unreachable server, bad URI, broken database
             self.open_error = f"tracking store {redact(uri)} is not usable: {one_line(exc)}"
@@ -69,11 +70,12 @@ class Recorder:
         if parent is not None:  # a run id, or the key of a run started through us
             tags = {**tags, "mlflow.parentRunId": self.runs[parent] if isinstance(parent, int)
                     else parent}
-        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
+        run = with_retries(self.client.create_run, self.experiment_id, run_name=run_name,
+                           tags=tags)
         self.runs[key] = run.info.run_id
         self.losses[key] = []
-        self.client.log_batch(run.info.run_id,
-                              params=[Param(k, str(v)) for k, v in params.items()])
+        with_retries(self.client.log_batch, run.info.run_id,
+                     params=[Param(k, str(v)) for k, v in params.items()])
         self.reply(("started", key, run.info.run_id))
 
     def losses_batch(self, key, first_step, values, stamps):
@@ -83,7 +85,7 @@ class Recorder:
             # History rows straight into the metrics table (one INSERT ... executemany: about
             # 0.1 s per 30000 rows against 2.3 s through log_batch's ORM); the last row goes
             # through MLflow itself, which keeps the run's latest-metric record right.
-            self.insert_metric_history(self.runs[key], rows[:-1])
+            with_retries(self.insert_metric_history, self.runs[key], rows[:-1])
             rows = rows[-1:]
         self.metrics(key, rows)
 
@@ -100,15 +102,17 @@ class Recorder:
     def metrics(self, key, rows):
         from mlflow.entities import Metric
 
-        self.client.log_batch(self.runs[key], metrics=[Metric(*row) for row in rows])
+        with_retries(self.client.log_batch, self.runs[key],
+                     metrics=[Metric(*row) for row in rows])
 
     def tags(self, key, tags):
         from mlflow.entities import RunTag
 
-        self.client.log_batch(self.runs[key], tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        with_retries(self.client.log_batch, self.runs[key],
+                     tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def text(self, key, artifact_file, text):
-        self.client.log_text(self.runs[key], text, artifact_file)
+        with_retries(self.client.log_text, self.runs[key], text, artifact_file)
 
     def figures(self, key, x, y, y_fit, formula, title):
         from src import plots  # plain Figure objects: no pyplot state, no GUI backend
@@ -116,18 +120,30 @@ class Recorder:
         run_id = self.runs[key]
         for name, fig in (("loss_curve.png", plots.loss_curve(self.losses[key], title)),
                           ("fit.png", plots.fit(x, y, y_fit, formula, title))):
-            self.client.log_figure(run_id, fig, name)
+            with_retries(self.client.log_figure, run_id, fig, name)
 
     def end_run(self, key, status):
         run_id = self.runs.pop(key)
         self.losses.pop(key, None)
-        self.client.set_terminated(run_id, status)
+        with_retries(self.client.set_terminated, run_id, status)
         self.reply(("ended", key, run_id))
+
+    def find_finished(self, token, config_hash):
+        found = with_retries(self.client.search_runs,
+            [self.experiment_id],
+            f"tags.config_hash = '{config_hash}' and attributes.status = 'FINISHED'",
+            max_results=1, order_by=["attributes.start_time DESC"])
+        match = (found[0].info.run_id, found[0].data.metrics.get("final_loss")) if found else None
+        self.reply(("found", token, match))
+
+    def record_skip(self, parent, name, text):
+        run_id = self.runs[parent] if isinstance(parent, int) else parent
+        with_retries(self.client.log_text, run_id, text, f"skipped/{name}.yaml")
 
     def finish_sweep(self, key, status):
         """Count the parent's children by outcome, log the counts, end the parent."""
         run_id = self.runs[key]
-        children = self.client.search_runs(
+        children = with_retries(self.client.search_runs,
             [self.experiment_id], f"tags.`mlflow.parentRunId` = '{run_id}'", max_results=50000)
         counts = dict.fromkeys(("finished", "diverged", "failed", "killed", "running"), 0)
         for child in children:
@@ -137,8 +153,9 @@ class Recorder:
             else:
                 counts[{"FINISHED": "finished", "FAILED": "failed",
                         "KILLED": "killed"}.get(state, "running")] += 1
+        counts["skipped"] = len(with_retries(self.client.list_artifacts, run_id, "skipped"))
         now = int(time.time() * 1000)
-        self.metrics(key, [("n_jobs", len(children), now, 0)]
+        self.metrics(key, [("n_jobs", len(children) + counts["skipped"], now, 0)]
                      + [(f"n_{k}", v, now, 0) for k, v in counts.items()])
         self.end_run(key, status)
 
@@ -158,6 +175,17 @@ class Recorder:
         if op == "open":
             self.open(*args)
             return
+        if op in ("find_finished", "record_skip"):  # not about one of our runs
+            if self.open_error is None:
+                try:
+                    getattr(self, op)(*args)
+                except Exception as exc:
+                    self.reply(("error", None, f"tracking failed ({op}): {one_line(exc)}"))
+                    if op == "find_finished":
+                        self.reply(("found", args[0], None))
+            elif op == "find_finished":
+                self.reply(("found", args[0], None))
+            return
         key = args[0]
         if self.open_error is not None or key in self.failed:
             return  # already reported; the training process decides what to do
@@ -169,9 +197,20 @@ class Recorder:
             self.reply(("error", key, self.failed[key]))
             if op != "start_run" and key in self.runs:
                 try:
-                    self.client.set_terminated(self.runs.pop(key), "FAILED")
+                    with_retries(self.client.set_terminated, self.runs.pop(key), "FAILED")
                 except Exception:
                     pass
+
+
+def with_retries(operation, *args, attempts: int = 8, **kwargs):
+    """SQLite serialises writers; a busy database is waited for, not reported as a failure."""
+    for attempt in range(attempts):
+        try:
+            return operation(*args, **kwargs)
+        except Exception as exc:
+            if "database is locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * 2 ** attempt)
 
 
 def one_line(exc: BaseException) -> str:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Optional, Union
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from src.tracking.client import Recorder, Run, recorder_for
+from src.tracking.client import Recorder, Run, TrackingError, recorder_for
 from src.tracking.provenance import git_tags
 
 PARENT_ENV = "HARNESS_PARENT_RUN"
@@ -30,7 +31,11 @@ class SweepTracker(Callback):
     """Registered in conf/train.yaml under hydra.callbacks."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        begin(config)
+        try:
+            begin(config)
+        except TrackingError as exc:  # one line, before any job runs
+            print(f"error: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         finish("FINISHED")
