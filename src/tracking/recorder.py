@@ -225,6 +225,9 @@ def redact(uri: str) -> str:
 
 
 def main() -> None:
+    # Our stdout is the training process's console: no run URLs or progress bars from MLflow.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # Ctrl-C and SIGTERM are for the training process; it tells us how to close its run.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
