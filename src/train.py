@@ -28,8 +28,12 @@ from src.trainer import FitResult, fit
 log = logging.getLogger("src.train")
 
 
-class Terminated(BaseException):
-    """SIGTERM, raised like KeyboardInterrupt so that a run is closed as KILLED."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised as a KeyboardInterrupt so that a run is closed as KILLED.
+
+    A subclass rather than a sibling: libraries on the way (tqdm's logging handler, for one)
+    re-raise KeyboardInterrupt but swallow other BaseExceptions.
+    """
 
 
 def train(cfg: DictConfig) -> float:
@@ -82,7 +86,7 @@ def train_tracked(cfg: DictConfig, extra_tags: dict | None = None,
     run.log_text("overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(overrides)))
     try:
         result = fit(cfg, on_losses=run.log_losses)
-    except (KeyboardInterrupt, Terminated) as stop:
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (Terminated)
         run.set_tags({"interrupted": type(stop).__name__})
         run.end("KILLED")
         raise
@@ -165,12 +169,12 @@ def main() -> None:
     code = 0
     try:
         hydra_main()
-    except KeyboardInterrupt:
-        log.warning("interrupted (SIGINT): the run so far is saved and marked KILLED")
-        code = 130
     except Terminated:
         log.warning("terminated (SIGTERM): the run so far is saved and marked KILLED")
         code = 143
+    except KeyboardInterrupt:
+        log.warning("interrupted (SIGINT): the run so far is saved and marked KILLED")
+        code = 130
     except SystemExit as exc:  # Hydra's way out after a failed job
         code = exc.code if isinstance(exc.code, int) else 1
     finally:
