@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import signal
 import sys
 import time
@@ -15,14 +14,14 @@ import time
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from src import optimum
 from src.config import (CONF_DIR, CONFIG_NAME, ConfigError, composed_variant, config_hash,
                         register, validate)
 from src.preflight import check_command_line
 from src.tracking import sweep
 from src.tracking.client import TrackingError, close_all, recorder_for
 from src.tracking.provenance import git_tags
-from src.tracking.store import redact, tracking_uri
-from src import optimum
+from src.tracking.store import redact
 from src.trainer import FitResult, fit
 
 log = logging.getLogger("src.train")
