@@ -1,23 +1,26 @@
 """Entry point: `python -m src.train [overrides]` trains one variant; `-m` sweeps.
 
 `train(cfg)` is the whole job, usable without Hydra; `hydra_main` is the thin Hydra wrapper;
-`main()` checks the command line first and turns interrupts into exit codes.
+`main()` turns bad input, interrupts and failures into one-line errors and exit codes.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import time
 
 import hydra
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from src import optimum
 from src.config import (CONF_DIR, CONFIG_NAME, ConfigError, composed_variant, config_hash,
                         register, validate)
-from src.preflight import check_command_line
+from src.preflight import describe, validate_every_job
 from src.tracking import sweep
 from src.tracking.client import TrackingError, close_all, recorder_for
 from src.tracking.provenance import git_tags
@@ -159,15 +162,19 @@ def _raise_terminated(signum, frame):
 
 def main() -> None:
     register()
-    try:
-        check_command_line(sys.argv[1:])
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    validate_every_job()
+    # Let errors reach us instead of Hydra's several-line report: bad input becomes one line.
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     signal.signal(signal.SIGTERM, _raise_terminated)
     code = 0
     try:
         hydra_main()
+    except ConfigError as exc:  # a bad job of a sweep, refused before the first job ran
+        print(f"error: {exc}", file=sys.stderr)
+        code = 2
+    except (HydraException, OmegaConfBaseException) as exc:  # composition: unknown key, type...
+        print(f"error: {describe(exc)}", file=sys.stderr)
+        code = 2
     except Terminated:
         log.warning("terminated (SIGTERM): the run so far is saved and marked KILLED")
         code = 143

@@ -23,7 +23,11 @@ from src.tracking.provenance import git_tags
 
 PARENT_ENV = "HARNESS_PARENT_RUN"
 IN_PROCESS_LAUNCHERS = ("hydra._internal.core_plugins.basic_launcher.BasicLauncher",)
+# Sweepers that compose and validate every job before launching (see src/preflight.py): their
+# parent run waits for that, so that a refused sweep leaves no run behind.
+VALIDATING_SWEEPERS = ("hydra._internal.core_plugins.basic_sweeper.BasicSweeper",)
 
+_pending: Optional[DictConfig] = None  # a sweep about to start, its jobs not yet validated
 _parent: Optional[Run] = None  # the sweep this process launched and has not closed yet
 
 
@@ -31,14 +35,26 @@ class SweepTracker(Callback):
     """Registered in conf/train.yaml under hydra.callbacks."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        try:
-            begin(config)
-        except TrackingError as exc:  # one line, before any job runs
-            print(f"error: {exc}", file=sys.stderr)
-            raise SystemExit(1) from None
+        global _pending
+        _pending = config
+        if config.hydra.sweeper.get("_target_") not in VALIDATING_SWEEPERS:
+            start_pending()
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         finish("FINISHED")
+
+
+def start_pending() -> None:
+    """Open the parent run of the sweep about to launch, once its jobs passed validation."""
+    global _pending
+    if _pending is None:
+        return
+    config, _pending = _pending, None
+    try:
+        begin(config)
+    except TrackingError as exc:  # one line, before any job runs
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def sweep_name(overrides: list[str]) -> str:
@@ -69,7 +85,8 @@ def begin(config: DictConfig) -> Run:
 
 def finish(status: str) -> None:
     """Close the open sweep, if any: counts of its children, then its status."""
-    global _parent
+    global _parent, _pending
+    _pending = None
     if _parent is not None:
         _parent.finish_sweep(status)
         _parent = None
