@@ -45,6 +45,7 @@ def validate_every_job() -> None:
             validate(cfg)
             validated[(id(loader), id(self.config), tuple(overrides))] = cfg
         sweep.start_pending()  # all good: the sweep's parent run may now exist
+        sweep.expect(len(batch))
 
     ConfigLoaderImpl.load_sweep_config = load_sweep_config
     Sweeper.validate_batch_is_legal = validate_batch_is_legal

@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import hydra
 from hydra.errors import HydraException
@@ -22,10 +23,12 @@ from src.config import (CONF_DIR, CONFIG_NAME, ConfigError, composed_variant, co
                         register, validate)
 from src.preflight import describe, validate_every_job
 from src.tracking import sweep
-from src.tracking.client import TrackingError, close_all, recorder_for
+from src.tracking.client import TrackingError, close_all, prestart, recorder_for
 from src.tracking.provenance import git_tags
 from src.tracking.store import redact
-from src.trainer import FitResult, fit
+
+if TYPE_CHECKING:
+    from src.trainer import FitResult
 
 log = logging.getLogger("src.train")
 
@@ -62,14 +65,14 @@ def skip_if_finished(cfg: DictConfig) -> float | None:
     if parent is not None:
         recorder.record_skip(parent, identity, OmegaConf.to_yaml(OmegaConf.create(
             {"overrides": task_overrides(), "finished_run": run_id, "final_loss": final_loss})))
-        if isinstance(parent, str):
-            recorder.sync()
     return final_loss
 
 
 def train_tracked(cfg: DictConfig, extra_tags: dict | None = None,
                   overrides: list | None = None) -> FitResult:
     """Validate, train and track one run."""
+    from src.trainer import fit  # torch: imported once a run needs it (see main)
+
     validate(cfg)
     variant = composed_variant(cfg)
     recorder = recorder_for(cfg.tracking.uri, cfg.tracking.experiment)
@@ -114,8 +117,6 @@ def train_tracked(cfg: DictConfig, extra_tags: dict | None = None,
     run.log_figures(result.x, result.y, result.y_fit, result.formula,
                     f"{variant} (lr={cfg.lr:g}, seed={cfg.seed})")
     run.end("FAILED" if diverged else "FINISHED")
-    if isinstance(parent, str):
-        recorder.sync()  # a job in a launcher's worker: all written before the sweep counts it
     return result
 
 
@@ -161,6 +162,7 @@ def _raise_terminated(signum, frame):
 
 
 def main() -> None:
+    prestart()  # the recorder imports MLflow while we start up (torch comes with the first run)
     register()
     validate_every_job()
     # Let errors reach us instead of Hydra's several-line report: bad input becomes one line.

@@ -23,6 +23,33 @@ from src.tracking.store import artifact_location, redact, tracking_uri
 CLOSE_TIMEOUT_S = 300.0  # a long backlog (e.g. a big SQLite sweep) may take a while to drain
 
 
+_prestarted: Optional[subprocess.Popen] = None
+
+
+def _spawn() -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "src.tracking.recorder"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        start_new_session=True,  # Ctrl-C in the terminal reaches only the training process
+    )
+
+
+def prestart() -> None:
+    """Start a recorder process now, so that it imports MLflow while this process starts up.
+
+    It touches no store until a run needs it; unused, it ends when this process does.
+    """
+    global _prestarted
+    if _prestarted is None:
+        _prestarted = _spawn()
+
+
+def _take_prestarted() -> Optional[subprocess.Popen]:
+    global _prestarted
+    proc, _prestarted = _prestarted, None
+    return proc if proc is not None and proc.poll() is None else None
+
+
 class TrackingError(RuntimeError):
     """The tracking store refused or failed; the message is one line."""
 
@@ -37,11 +64,7 @@ class Recorder:
         self.run_ids: dict[int, str] = {}
         self.errors: list[str] = []
         self._raised = 0
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "src.tracking.recorder"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            start_new_session=True,  # Ctrl-C in the terminal reaches only the training process
-        )
+        self.proc = _take_prestarted() or _spawn()
         # Length-framed messages on the raw pipes: nothing is buffered behind select()'s back.
         self._tx = Connection(os.dup(self.proc.stdin.fileno()), readable=False)
         self._rx = Connection(os.dup(self.proc.stdout.fileno()), writable=False)
@@ -176,9 +199,9 @@ class Run:
     def end(self, status: str) -> None:
         self.recorder._send(("end_run", self.key, status))
 
-    def finish_sweep(self, status: str) -> None:
-        """End a sweep's parent run, recording how its children ended."""
-        self.recorder._send(("finish_sweep", self.key, status))
+    def finish_sweep(self, status: str, expected: Optional[int] = None) -> None:
+        """End a sweep's parent run, recording how its (expected number of) children ended."""
+        self.recorder._send(("finish_sweep", self.key, status, expected))
 
     @property
     def run_id(self) -> Optional[str]:

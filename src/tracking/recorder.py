@@ -24,6 +24,9 @@ import time
 import traceback
 
 
+SWEEP_SETTLE_TIMEOUT_S = 300.0
+
+
 class Recorder:
     def __init__(self, reply):
         self.reply = reply
@@ -140,11 +143,27 @@ class Recorder:
         run_id = self.runs[parent] if isinstance(parent, int) else parent
         with_retries(self.client.log_text, run_id, text, f"skipped/{name}.yaml")
 
-    def finish_sweep(self, key, status):
-        """Count the parent's children by outcome, log the counts, end the parent."""
+    def finish_sweep(self, key, status, expected=None):
+        """Count the parent's children by outcome, log the counts, end the parent.
+
+        Jobs in launcher worker processes write through their own recorders, which may still be
+        busy when the sweep returns: a finished sweep waits until all `expected` jobs are in
+        the store and over (or until nothing has moved for SWEEP_SETTLE_TIMEOUT_S).
+        """
         run_id = self.runs[key]
-        children = with_retries(self.client.search_runs,
-            [self.experiment_id], f"tags.`mlflow.parentRunId` = '{run_id}'", max_results=50000)
+        seen, last_change = None, time.monotonic()
+        while True:
+            children = with_retries(self.client.search_runs, [self.experiment_id],
+                                    f"tags.`mlflow.parentRunId` = '{run_id}'", max_results=50000)
+            skipped = len(with_retries(self.client.list_artifacts, run_id, "skipped"))
+            over = sum(c.info.status in ("FINISHED", "FAILED", "KILLED") for c in children)
+            if status != "FINISHED" or expected is None or over + skipped >= expected:
+                break
+            if (over, skipped) != seen:
+                seen, last_change = (over, skipped), time.monotonic()
+            elif time.monotonic() - last_change > SWEEP_SETTLE_TIMEOUT_S:
+                break
+            time.sleep(0.2)
         counts = dict.fromkeys(("finished", "diverged", "failed", "killed", "running"), 0)
         for child in children:
             state = child.info.status
@@ -153,9 +172,9 @@ class Recorder:
             else:
                 counts[{"FINISHED": "finished", "FAILED": "failed",
                         "KILLED": "killed"}.get(state, "running")] += 1
-        counts["skipped"] = len(with_retries(self.client.list_artifacts, run_id, "skipped"))
+        counts["skipped"] = skipped
         now = int(time.time() * 1000)
-        self.metrics(key, [("n_jobs", len(children) + counts["skipped"], now, 0)]
+        self.metrics(key, [("n_jobs", len(children) + skipped, now, 0)]
                      + [(f"n_{k}", v, now, 0) for k, v in counts.items()])
         self.end_run(key, status)
 
@@ -255,6 +274,8 @@ def main() -> None:
                 return
 
     threading.Thread(target=read_all, daemon=True).start()
+    import mlflow  # noqa: F401  (now, while the training process starts up, not at the first run)
+
     recorder = Recorder(reply)
     while True:
         message = inbox_queue.get()

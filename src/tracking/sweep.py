@@ -28,6 +28,7 @@ IN_PROCESS_LAUNCHERS = ("hydra._internal.core_plugins.basic_launcher.BasicLaunch
 VALIDATING_SWEEPERS = ("hydra._internal.core_plugins.basic_sweeper.BasicSweeper",)
 
 _pending: Optional[DictConfig] = None  # a sweep about to start, its jobs not yet validated
+_expected: Optional[int] = None  # how many jobs the open sweep launched, when the sweeper says
 _parent: Optional[Run] = None  # the sweep this process launched and has not closed yet
 
 
@@ -42,6 +43,12 @@ class SweepTracker(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         finish("FINISHED")
+
+
+def expect(jobs: int) -> None:
+    """Count jobs about to be launched, so that the parent waits for all of them at the end."""
+    global _expected
+    _expected = (_expected or 0) + jobs
 
 
 def start_pending() -> None:
@@ -85,11 +92,12 @@ def begin(config: DictConfig) -> Run:
 
 def finish(status: str) -> None:
     """Close the open sweep, if any: counts of its children, then its status."""
-    global _parent, _pending
+    global _parent, _pending, _expected
     _pending = None
     if _parent is not None:
-        _parent.finish_sweep(status)
+        _parent.finish_sweep(status, _expected)
         _parent = None
+    _expected = None
     os.environ.pop(PARENT_ENV, None)
 
 
