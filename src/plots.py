@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from matplotlib.figure import Figure
 
+# Fixed margins: tight_layout would cost about 50 ms a figure, twice per run.
+MARGINS = dict(left=0.13, right=0.97, bottom=0.12, top=0.92)
+
 
 def loss_curve(losses, title: str) -> Figure:
     fig = Figure(figsize=(6, 4), dpi=100)
@@ -13,7 +16,7 @@ def loss_curve(losses, title: str) -> Figure:
     ax.set_ylabel("loss (sum of squared errors)")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
+    fig.subplots_adjust(**MARGINS)
     return fig
 
 
@@ -28,5 +31,5 @@ def fit(x, y, y_fit, formula: str, title: str) -> Figure:
     ax.legend(loc="upper left")
     ax.text(0.02, 0.02, formula, transform=ax.transAxes, fontsize=6, wrap=True)
     ax.grid(True, alpha=0.3)
-    fig.tight_layout()
+    fig.subplots_adjust(**MARGINS)
     return fig
