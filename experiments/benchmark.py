@@ -53,7 +53,7 @@ SEED = 0  # conf/train.yaml's default seed: both sides train the same numbers
 TUTORIAL_STEPS = {name: 30000 if name == "dynamic" else 2000 for name in PRESETS}
 SWEEP_RATIO_TARGET = 1.25
 LOGGING_OVERHEAD_TARGET_PCT = 10.0
-WARMUP_STEPS = 1000  # one full loss batch (trainer.FLUSH_EVERY) through the recorder
+WARMUP_STEPS = 1000  # a short run through the recorder, so that its start-up is not timed
 SYNC_TIMEOUT_S = 120.0  # fail sooner than the client's default 300 s on a stuck recorder
 
 BARE_PROGRAM = f"""

@@ -14,6 +14,7 @@ from omegaconf.errors import ConfigAttributeError, ValidationError
 
 from src.config import TrainConfig, validate
 
+
 def validate_every_job() -> None:
     """Make Hydra's own pre-launch pass run our checks too, and compose each job only once.
 

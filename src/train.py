@@ -19,8 +19,15 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from src import optimum
-from src.config import (CONF_DIR, CONFIG_NAME, ConfigError, composed_variant, config_hash,
-                        register, validate)
+from src.config import (
+    CONF_DIR,
+    CONFIG_NAME,
+    ConfigError,
+    composed_variant,
+    config_hash,
+    register,
+    validate,
+)
 from src.preflight import describe, validate_every_job
 from src.tracking import sweep
 from src.tracking.client import TrackingError, close_all, prestart, recorder_for

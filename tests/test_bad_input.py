@@ -9,7 +9,6 @@ its own fresh store; the parametrized tests then check one case each.
 from __future__ import annotations
 
 import pytest
-
 from conftest import run_many
 
 # id: (command-line arguments, substrings the one error line must contain)

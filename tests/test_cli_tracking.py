@@ -15,9 +15,9 @@ import re
 from itertools import product
 
 import pytest
+from conftest import SWEEP_TAG, loss_history, run_many
 from omegaconf import OmegaConf
 
-from conftest import SWEEP_TAG, loss_history, run_many
 from src.config import compose, preset_names
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -17,8 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import SWEEP_TAG
+
 from src import compare
 
 pytestmark = pytest.mark.slow

@@ -17,7 +17,6 @@ import termios
 import time
 
 import pytest
-
 from conftest import CliResult, loss_history, run_many
 
 pytestmark = pytest.mark.slow

@@ -11,8 +11,8 @@ from __future__ import annotations
 from itertools import product
 
 import pytest
-
 from conftest import loss_history, run_many
+
 from src.config import ConfigError, compose, validate
 
 MODELS = ("cubic", "legendre", "dynamic")

@@ -47,7 +47,10 @@ def dynamic_average_loss(w, x, y):
 # --- the data -------------------------------------------------------------------------------
 
 def test_data_matches_the_harness():
-    from src.implementations import N_POINTS, numpy_data  # imports torch: fine in a test
+    from src.implementations import (  # imports torch: fine in a test
+        N_POINTS,
+        numpy_data,
+    )
 
     assert optimum.N_POINTS == N_POINTS
     for ours, theirs in zip(optimum.data(), numpy_data()):

@@ -11,11 +11,11 @@ import itertools
 import math
 import os
 import pickle
-from multiprocessing.connection import Connection
 import subprocess
 import sys
 import urllib.error
 import urllib.request
+from multiprocessing.connection import Connection
 from typing import Optional, Union
 
 from src.tracking.store import artifact_location, redact, tracking_uri

@@ -15,16 +15,16 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-from multiprocessing.connection import Connection
 import queue
 import signal
 import sys
 import threading
 import time
 import traceback
-
+from multiprocessing.connection import Connection
 
 SWEEP_SETTLE_TIMEOUT_S = 300.0
+MAX_METRICS_PER_CALL = 1000  # MLflow's limit for one log_batch request
 
 
 class Recorder:
@@ -105,8 +105,9 @@ class Recorder:
     def metrics(self, key, rows):
         from mlflow.entities import Metric
 
-        with_retries(self.client.log_batch, self.runs[key],
-                     metrics=[Metric(*row) for row in rows])
+        for start in range(0, len(rows), MAX_METRICS_PER_CALL):
+            with_retries(self.client.log_batch, self.runs[key],
+                         metrics=[Metric(*row) for row in rows[start:start + MAX_METRICS_PER_CALL]])
 
     def tags(self, key, tags):
         from mlflow.entities import RunTag
