@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,8 @@ import warnings
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import free_port, skip_or_fail
 
 pytestmark = pytest.mark.slow
 
@@ -59,14 +60,6 @@ SERVER_START_TIMEOUT_S = 90
 UI_TIMEOUT_MS = 30_000
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-def skip_or_fail(reason: str):
-    if in_ci():
-        pytest.fail(f"{reason} (CI is set: .ci/run is expected to install it)")
-    pytest.skip(reason)
 
 
 def find_chromium() -> str | None:
@@ -130,11 +123,6 @@ def sweep_store(tmp_path_factory):
         assert len(client.get_metric_history(child.info.run_id, "loss")) > 1, child.info.run_name
     return uri, experiment.experiment_id, parent, sorted(children, key=lambda r: r.info.run_name)
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def health_ok(base_url: str) -> bool:

@@ -16,7 +16,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import free_port, skip_or_fail
 
 # PostgreSQL drivers (module, SQLAlchemy scheme), named explicitly: with SQLAlchemy >= 2.1 a bare
 # postgresql:// means psycopg 3, which the `postgres` extra installs (see
@@ -53,21 +54,7 @@ SWEEP_ARGS = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "experim
               f"seed=range({len(SEEDS)})", f"steps={STEPS}"]
 
 
-def on_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
-
-def unavailable(reason: str):
-    """Skip here; on CI, which installs PostgreSQL, fail instead."""
-    if on_ci():
-        pytest.fail(f"CI is set but {reason}")
-    pytest.skip(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pg_bin_dir() -> Path | None:
@@ -107,9 +94,9 @@ class Postgres:
             try:
                 owner = pwd.getpwnam("postgres")
             except KeyError:
-                unavailable("running as root and there is no `postgres` user to run initdb as")
+                skip_or_fail("running as root and there is no `postgres` user to run initdb as")
             if not shutil.which("runuser"):
-                unavailable("running as root and `runuser` is missing")
+                skip_or_fail("running as root and `runuser` is missing")
             self.as_postgres = ["runuser", "-u", "postgres", "--"]
         # Not under pytest's tmp folder: that one is private to root (mode 0700).
         self.root = Path(tempfile.mkdtemp(prefix="pg-"))
@@ -172,10 +159,10 @@ def server(tmp_path_factory):
     """(tracking URI, Postgres, artifacts folder) of a running mlflow server on PostgreSQL."""
     bindir = pg_bin_dir()
     if bindir is None:
-        unavailable(f"the PostgreSQL server binaries ({', '.join(PG_TOOLS)}) are not installed")
+        skip_or_fail(f"the PostgreSQL server binaries ({', '.join(PG_TOOLS)}) are not installed")
     driver = installed_driver()
     if driver is None:
-        unavailable("no PostgreSQL driver (psycopg2 or psycopg) is installed "
+        skip_or_fail("no PostgreSQL driver (psycopg2 or psycopg) is installed "
                     "(pip install -e '.[postgres]')")
     mlflow_exe = Path(sys.executable).parent / "mlflow"
     assert mlflow_exe.exists(), f"no mlflow executable beside {sys.executable}"

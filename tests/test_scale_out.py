@@ -21,7 +21,6 @@ import os
 import queue
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -33,6 +32,8 @@ from typing import Optional
 
 import pytest
 import yaml
+
+from tests.helpers import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CLI_TIMEOUT_S = 600
@@ -97,12 +98,6 @@ class Job:
     error: Optional[str] = None  # the background runner itself failed
     done: threading.Event = field(default_factory=threading.Event)
 
-
-def free_port() -> int:
-    """A TCP port nobody listens on (bound once by us, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def child_env(uri: Optional[str]) -> dict:
