@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
 
 import pytest
 
@@ -24,3 +26,23 @@ def skip_or_fail(reason: str):
     if in_ci():
         pytest.fail(f"{reason} (CI is set: .ci/run is expected to install it)")
     pytest.skip(reason)
+
+
+def stop_process_group(proc: subprocess.Popen) -> None:
+    """`mlflow server` forks workers: signal its whole process group, then make sure."""
+    if proc.poll() is not None:
+        return
+    for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=grace)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    try:  # workers that outlived the leader
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

@@ -15,7 +15,6 @@ import glob
 import os
 import pwd
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import free_port, skip_or_fail
+from tests.helpers import free_port, skip_or_fail, stop_process_group
 
 # PostgreSQL drivers (module, SQLAlchemy scheme), named explicitly: with SQLAlchemy >= 2.1 a bare
 # postgresql:// means psycopg 3, which the `postgres` extra installs (see
@@ -196,17 +195,8 @@ def server(tmp_path_factory):
             time.sleep(0.5)
         yield url, pg, artifacts, tmp
     finally:
-        if proc is not None and proc.poll() is None:
-            for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 15)):
-                try:
-                    os.killpg(proc.pid, sig)
-                except ProcessLookupError:
-                    break
-                try:
-                    proc.wait(timeout=wait)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
+        if proc is not None:
+            stop_process_group(proc)
         if log is not None:
             log.close()
         pg.stop()
