@@ -6,6 +6,10 @@ import os
 import signal
 import socket
 import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -46,3 +50,26 @@ def stop_process_group(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def healthy(base_url: str) -> bool:
+    """Whether an MLflow server answers 200 on /health."""
+    try:
+        with urllib.request.urlopen(f"{base_url}/health", timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def wait_until_healthy(proc: subprocess.Popen, base_url: str, log_path: Path,
+                       timeout_s: float) -> None:
+    """Wait for a just-started `mlflow server`; fail with its log's end if it dies or stalls."""
+    deadline = time.monotonic() + timeout_s
+    while not healthy(base_url):
+        if proc.poll() is not None:
+            pytest.fail(f"mlflow server exited {proc.returncode} before /health answered:\n"
+                        f"{log_path.read_text(errors='replace')[-4000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"mlflow server: no 200 from /health within {timeout_s} s:\n"
+                        f"{log_path.read_text(errors='replace')[-4000:]}")
+        time.sleep(0.5)

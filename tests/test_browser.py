@@ -18,7 +18,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -27,12 +26,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import free_port, skip_or_fail, stop_process_group
+from tests.helpers import (
+    free_port,
+    skip_or_fail,
+    stop_process_group,
+    wait_until_healthy,
+)
 
 pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# Run colours follow run ids, so every run gives new bytes: keep the committed pictures unless asked.
+# Run colours follow run ids, so each run gives new bytes: keep the committed pictures unless asked.
 UI_DIR = (REPO_ROOT / "tests" / "ui" if os.environ.get("HARNESS_UPDATE_SCREENSHOTS") == "1"
           else Path(os.environ.get("TMPDIR", "/tmp")) / f"harness-ui-{os.getpid()}")
 SWEEP_SHOT = UI_DIR / "mlflow-sweep.png"
@@ -124,13 +128,6 @@ def sweep_store(tmp_path_factory):
 
 
 
-def health_ok(base_url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{base_url}/health", timeout=2) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
 
 @pytest.fixture(scope="module")
 def mlflow_server(browser, sweep_store):
@@ -152,15 +149,7 @@ def mlflow_server(browser, sweep_store):
             cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)
     try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        while not health_ok(base_url):
-            if proc.poll() is not None:
-                pytest.fail(f"mlflow server exited {proc.returncode} before /health answered:\n"
-                            f"{log_path.read_text(errors='replace')[-3000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlflow server: no 200 from /health in {SERVER_START_TIMEOUT_S}s:\n"
-                            f"{log_path.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.5)
+        wait_until_healthy(proc, base_url, log_path, SERVER_START_TIMEOUT_S)
         yield base_url
     finally:
         stop_process_group(proc)

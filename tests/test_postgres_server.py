@@ -19,13 +19,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import free_port, skip_or_fail, stop_process_group
+from tests.helpers import (
+    free_port,
+    skip_or_fail,
+    stop_process_group,
+    wait_until_healthy,
+)
 
 # PostgreSQL drivers (module, SQLAlchemy scheme), named explicitly: with SQLAlchemy >= 2.1 a bare
 # postgresql:// means psycopg 3, which the `postgres` extra installs (see
@@ -145,13 +148,6 @@ class Postgres:
                                 dbname="mlflow")
 
 
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/health", timeout=2) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
@@ -184,15 +180,7 @@ def server(tmp_path_factory):
              "--artifacts-destination", str(artifacts),
              "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
             cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        while not healthy(url):
-            if proc.poll() is not None:
-                pytest.fail(f"mlflow server exited ({proc.returncode}):\n"
-                            f"{(tmp / 'server.log').read_text()[-4000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlflow server not healthy within {SERVER_START_TIMEOUT_S} s:\n"
-                            f"{(tmp / 'server.log').read_text()[-4000:]}")
-            time.sleep(0.5)
+        wait_until_healthy(proc, url, tmp / "server.log", SERVER_START_TIMEOUT_S)
         yield url, pg, artifacts, tmp
     finally:
         if proc is not None:
