@@ -212,13 +212,24 @@ _recorders: dict[tuple, Recorder] = {}
 
 
 def check_reachable(uri: str, timeout: float = 10.0) -> None:
-    """A tracking server must answer before anything trains (MLflow would retry for minutes)."""
+    """A tracking server must answer before anything trains (MLflow would retry for minutes).
+
+    Credentials (in the URI or MLflow's environment variables) are sent as MLflow sends them, so
+    that a server behind authentication answers too.
+    """
+    from src.tracking.uri_secrets import http_auth
+
     if not uri.startswith(("http://", "https://")):
         return
+    bare, headers = http_auth(uri)
     try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
+        with urllib.request.urlopen(urllib.request.Request(bare.rstrip("/") + "/health",
+                                                           headers=headers), timeout=timeout):
             pass
     except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403):
+            raise TrackingError(f"tracking server {redact(uri)} refused the credentials: "
+                                f"HTTP {exc.code}") from None
         if exc.code >= 500:
             raise TrackingError(f"tracking server {redact(uri)} is not healthy: HTTP {exc.code}")
     except (urllib.error.URLError, OSError) as exc:

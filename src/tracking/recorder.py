@@ -45,7 +45,9 @@ class Recorder:
 
         for name in ("mlflow", "alembic"):  # mlflow sets its loggers up on import
             logging.getLogger(name).setLevel(logging.WARNING)
-        self.client = MlflowClient(tracking_uri=uri)
+        from src.tracking.uri_secrets import credentials_to_env  # MLflow's messages show the URI
+
+        self.client = MlflowClient(tracking_uri=credentials_to_env(uri))
         try:
             store = self.client._tracking_client.store
             self.sql_engine = getattr(store, "engine", None)  # SQL stores only, not a server

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Optional
 
 from src.config import REPO_ROOT
+from src.tracking.uri_secrets import redact_uri
 
 DEFAULT_STORE_DIR = REPO_ROOT / "mlruns"
 
@@ -39,5 +39,5 @@ def artifact_location(uri: str) -> Optional[str]:
 
 
 def redact(uri: str) -> str:
-    """A URI fit for logs and params: no password."""
-    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", uri)
+    """A URI fit for logs and params: no password, no query secret."""
+    return redact_uri(uri)
