@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from src.tracking.store import redact, sqlite_path, tracking_uri
+from src.tracking.uri_secrets import redact_text
 
 # Last loss the tutorial printed (step 1999; 29999 for dynamic), per preset.
 TUTORIAL_FINAL_LOSS = {
@@ -103,7 +104,7 @@ def main(argv=None) -> int:
         return 2
     client = MlflowClient(uri)
     try:
-        card = render(client, find_run(client, args.run_id, args.experiment))
+        card = redact_text(render(client, find_run(client, args.run_id, args.experiment)))
     except CardError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -51,6 +51,7 @@ import numpy as np
 import pandas as pd
 
 from src.tracking.store import DEFAULT_STORE_DIR, redact, sqlite_path, tracking_uri
+from src.tracking.uri_secrets import redact_text
 
 SWEEP_TAG = "harness.sweep"  # src/tracking/sweep.py
 PARENT_TAG = "mlflow.parentRunId"
@@ -549,7 +550,7 @@ def describe_selection(uri: str, runs: pd.DataFrame, experiment, parent_id) -> s
     parent = client.get_run(parent_id)
     what = parent.data.tags.get("sweep.overrides")
     name = f"sweep {what!r}" if what is not None else f"run {parent.info.run_name!r}"
-    return f"{name} (parent run {parent_id}): {len(runs)} runs"
+    return redact_text(f"{name} (parent run {parent_id}): {len(runs)} runs")  # runs logged before redaction
 
 
 def new_report_folder() -> Path:
@@ -650,7 +651,7 @@ def main(argv=None) -> int:
         return 2
     except MlflowException as exc:  # a store that cannot be read: still one line
         print(f"error: tracking store {redact(tracking_uri(args.uri))}: "
-              f"{' '.join(str(exc).split())[:300]}", file=sys.stderr)
+              f"{redact_text(' '.join(str(exc).split()))[:300]}", file=sys.stderr)
         return 1
     print_report(rep)
     return 0

@@ -98,7 +98,7 @@ def main(argv=None) -> int:
         if errors:
             raise TrackingError(errors[0])
     except (ReproduceError, ConfigError, TrackingError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 2
 
     then = original.data.tags.get("mlflow.source.git.commit")

@@ -32,7 +32,7 @@ from src.preflight import describe, validate_every_job
 from src.tracking import sweep
 from src.tracking.client import TrackingError, close_all, prestart, recorder_for
 from src.tracking.provenance import git_tags
-from src.tracking.store import redact
+from src.tracking.uri_secrets import redact_text, redact_values
 
 if TYPE_CHECKING:
     from src.trainer import FitResult
@@ -86,14 +86,16 @@ def train_tracked(cfg: DictConfig, extra_tags: dict | None = None,
     parent = sweep.parent_for(recorder)
     run = recorder.start_run(
         run_name=f"{variant}-lr{cfg.lr:g}-seed{cfg.seed}",
-        tags={"variant": variant, "model": cfg.model.name,
-              "implementation": cfg.implementation.name, "optimizer": cfg.optimizer.name,
-              "mlflow.source.name": "src.train", "config_hash": config_hash(cfg), **git_tags(),
-              **(extra_tags or {})},
+        tags=redact_values({
+            "variant": variant, "model": cfg.model.name,
+            "implementation": cfg.implementation.name, "optimizer": cfg.optimizer.name,
+            "mlflow.source.name": "src.train", "config_hash": config_hash(cfg), **git_tags(),
+            **(extra_tags or {})}),
         params=config_params(cfg),
         parent=parent,
     )
-    run.log_text("config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    run.log_text("config.yaml", OmegaConf.to_yaml(
+        redact_values(OmegaConf.to_container(cfg, resolve=True))))
     overrides = task_overrides() if overrides is None else overrides
     run.log_text("overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(overrides)))
     try:
@@ -140,16 +142,15 @@ def config_params(cfg: DictConfig) -> dict:
                 flat[path] = value
 
     walk(OmegaConf.to_container(cfg, resolve=True), "")
-    if flat.get("tracking.uri"):
-        flat["tracking.uri"] = redact(flat["tracking.uri"])
-    return flat
+    return redact_values(flat)
 
 
 def task_overrides() -> list:
+    """This job's overrides as they may be written anywhere: secrets in URIs masked."""
     from hydra.core.hydra_config import HydraConfig
 
     try:
-        return list(HydraConfig.get().overrides.task)
+        return redact_values(list(HydraConfig.get().overrides.task))
     except ValueError:  # called outside a Hydra app (tests, notebooks)
         return []
 
@@ -160,7 +161,7 @@ def hydra_main(cfg: DictConfig) -> float:
     try:
         return train(cfg)
     except (ConfigError, TrackingError) as exc:  # one line, and the sweep stops here
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact_text(str(exc))}", file=sys.stderr)
         raise SystemExit(2 if isinstance(exc, ConfigError) else 1) from None
 
 
@@ -179,10 +180,10 @@ def main() -> None:
     try:
         hydra_main()
     except ConfigError as exc:  # a bad job of a sweep, refused before the first job ran
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact_text(str(exc))}", file=sys.stderr)
         code = 2
     except (HydraException, OmegaConfBaseException) as exc:  # composition: unknown key, type...
-        print(f"error: {describe(exc)}", file=sys.stderr)
+        print(f"error: {redact_text(describe(exc))}", file=sys.stderr)
         code = 2
     except Terminated:
         log.warning("terminated (SIGTERM): the run so far is saved and marked KILLED")
@@ -196,7 +197,7 @@ def main() -> None:
         sweep.finish({0: "FINISHED", 130: "KILLED", 143: "KILLED"}.get(code, "FAILED"))
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the recorder drain undisturbed
         for error in close_all():
-            print(f"error: {error}", file=sys.stderr)
+            print(f"error: {redact_text(error)}", file=sys.stderr)
             code = code or 1
     sys.exit(code)
 

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.tracking.client import Recorder, Run, TrackingError, recorder_for
 from src.tracking.provenance import git_tags
+from src.tracking.uri_secrets import redact_text
 
 PARENT_ENV = "HARNESS_PARENT_RUN"
 IN_PROCESS_LAUNCHERS = ("hydra._internal.core_plugins.basic_launcher.BasicLauncher",)
@@ -71,7 +72,7 @@ def sweep_name(overrides: list[str]) -> str:
 
 def begin(config: DictConfig) -> Run:
     global _parent
-    overrides = [str(o) for o in config.hydra.overrides.task]
+    overrides = [redact_text(str(o)) for o in config.hydra.overrides.task]  # no secrets
     recorder = recorder_for(config.tracking.uri, config.tracking.experiment)
 
     _parent = recorder.start_run(
