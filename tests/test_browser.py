@@ -26,12 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import (
-    free_port,
-    skip_or_fail,
-    stop_process_group,
-    wait_until_healthy,
-)
+from tests.helpers import running_mlflow_server, skip_or_fail
 
 pytestmark = pytest.mark.slow
 
@@ -133,26 +128,9 @@ def sweep_store(tmp_path_factory):
 def mlflow_server(browser, sweep_store):
     """`mlflow server` on the sweep's store at a free local port; yields its base URL."""
     uri = sweep_store[0]
-    root = Path(uri[len("sqlite:///"):]).parent
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    mlflow_exe = Path(sys.executable).parent / "mlflow"
-    log_path = root / "server.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    # No background job runner (it serves GenAI features, and its huey consumers double the
-    # start-up time and the number of processes to clean up).
-    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [str(mlflow_exe), "server", "--backend-store-uri", uri, "--host", "127.0.0.1",
-             "--port", str(port), "--workers", "1"],
-            cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
-    try:
-        wait_until_healthy(proc, base_url, log_path, SERVER_START_TIMEOUT_S)
+    with running_mlflow_server(uri, Path(uri[len("sqlite:///"):]).parent,
+                               timeout_s=SERVER_START_TIMEOUT_S) as base_url:
         yield base_url
-    finally:
-        stop_process_group(proc)
 
 
 @pytest.fixture

@@ -11,43 +11,14 @@ installs them: there the absence is a failure.
 
 from __future__ import annotations
 
-import glob
 import os
-import pwd
-import shutil
 import subprocess
 import sys
-import tempfile
-import time
-from pathlib import Path
 
 import pytest
 
-from tests.helpers import (
-    free_port,
-    skip_or_fail,
-    stop_process_group,
-    wait_until_healthy,
-)
+from tests.helpers import running_mlflow_server, running_postgres
 
-# PostgreSQL drivers (module, SQLAlchemy scheme), named explicitly: with SQLAlchemy >= 2.1 a bare
-# postgresql:// means psycopg 3, which the `postgres` extra installs (see
-# test_documented_postgresql_uri_has_its_driver). The first one installed is used.
-DRIVERS = (("psycopg", "postgresql+psycopg"), ("psycopg2", "postgresql+psycopg2"))
-
-
-def installed_driver():
-    """(DB-API module, SQLAlchemy scheme) of the first PostgreSQL driver installed, or None."""
-    import importlib
-
-    for module, scheme in DRIVERS:
-        try:
-            return importlib.import_module(module), scheme
-        except ImportError:
-            continue
-    return None
-PG_TOOLS = ("initdb", "pg_ctl", "pg_isready", "createdb")
-SERVER_START_TIMEOUT_S = 120
 CLI_TIMEOUT_S = 600
 STEPS = 500
 SEEDS = range(4)
@@ -56,138 +27,15 @@ SWEEP_ARGS = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "experim
               f"seed=range({len(SEEDS)})", f"steps={STEPS}"]
 
 
-
-
-
-def pg_bin_dir() -> Path | None:
-    """A folder holding every PostgreSQL tool we need: $PG_BIN, the PATH's, or Debian's newest."""
-    candidates = []
-    if os.environ.get("PG_BIN"):
-        candidates.append(Path(os.environ["PG_BIN"]))
-    for tool in PG_TOOLS:
-        found = shutil.which(tool)
-        if found:
-            candidates.append(Path(found).resolve().parent)
-    versions = glob.glob("/usr/lib/postgresql/*/bin")
-    candidates += [Path(p) for p in sorted(versions, key=lambda p: int(p.split("/")[-2])
-                                           if p.split("/")[-2].isdigit() else 0, reverse=True)]
-    for folder in candidates:
-        if all(os.access(folder / tool, os.X_OK) for tool in PG_TOOLS):
-            return folder
-    return None
-
-
-def run_checked(cmd: list, what: str, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
-    if result.returncode != 0:
-        pytest.fail(f"{what} failed ({result.returncode}): {' '.join(map(str, cmd))}\n"
-                    f"{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
-    return result
-
-
-class Postgres:
-    """A throwaway cluster: trust auth, listening on 127.0.0.1:<port> and a private socket."""
-
-    def __init__(self, bindir: Path, dbapi):
-        self.bindir, self.dbapi = bindir, dbapi
-        self.as_postgres: list = []
-        owner = None
-        if os.geteuid() == 0:  # initdb refuses to run as root
-            try:
-                owner = pwd.getpwnam("postgres")
-            except KeyError:
-                skip_or_fail("running as root and there is no `postgres` user to run initdb as")
-            if not shutil.which("runuser"):
-                skip_or_fail("running as root and `runuser` is missing")
-            self.as_postgres = ["runuser", "-u", "postgres", "--"]
-        # Not under pytest's tmp folder: that one is private to root (mode 0700).
-        self.root = Path(tempfile.mkdtemp(prefix="pg-"))
-        if owner is not None:
-            os.chown(self.root, owner.pw_uid, owner.pw_gid)
-        self.data = self.root / "data"
-        self.log = self.root / "postgres.log"
-        self.port = free_port()
-        self.started = False
-
-    def tool(self, name: str, *args) -> list:
-        return [*self.as_postgres, str(self.bindir / name), *map(str, args)]
-
-    def start(self) -> None:
-        run_checked(self.tool("initdb", "-D", self.data, "--auth=trust", "-U", "postgres",
-                              "-E", "UTF8", "--locale=C", "--no-sync"), "initdb")
-        options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-                   f"-c fsync=off")
-        with open(self.root / "pg_ctl.out", "w") as out:  # the postmaster must not hold a pipe
-            code = subprocess.call(self.tool("pg_ctl", "-D", self.data, "-l", self.log, "-w",
-                                             "-t", "60", "-o", options, "start"),
-                                   stdout=out, stderr=subprocess.STDOUT, timeout=90)
-        self.started = True
-        if code != 0:
-            pytest.fail(f"pg_ctl start failed ({code}):\n{self.tail()}")
-        deadline = time.monotonic() + 60
-        while subprocess.call(self.tool("pg_isready", "-h", "127.0.0.1", "-p", self.port),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) != 0:
-            if time.monotonic() > deadline:
-                pytest.fail(f"PostgreSQL not ready within 60 s:\n{self.tail()}")
-            time.sleep(0.3)
-        run_checked(self.tool("createdb", "-h", "127.0.0.1", "-p", self.port, "-U", "postgres",
-                              "mlflow"), "createdb")
-
-    def tail(self) -> str:
-        return "\n".join(p.read_text()[-3000:] for p in (self.root / "pg_ctl.out", self.log)
-                         if p.exists())
-
-    def stop(self) -> None:
-        if self.started:
-            subprocess.call(self.tool("pg_ctl", "-D", self.data, "-m", "immediate", "stop"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
-        shutil.rmtree(self.root, ignore_errors=True)
-
-    def connect(self):
-        return self.dbapi.connect(host="127.0.0.1", port=self.port, user="postgres",
-                                dbname="mlflow")
-
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """(tracking URI, Postgres, artifacts folder) of a running mlflow server on PostgreSQL."""
-    bindir = pg_bin_dir()
-    if bindir is None:
-        skip_or_fail(f"the PostgreSQL server binaries ({', '.join(PG_TOOLS)}) are not installed")
-    driver = installed_driver()
-    if driver is None:
-        skip_or_fail("no PostgreSQL driver (psycopg2 or psycopg) is installed "
-                    "(pip install -e '.[postgres]')")
-    mlflow_exe = Path(sys.executable).parent / "mlflow"
-    assert mlflow_exe.exists(), f"no mlflow executable beside {sys.executable}"
-
     tmp = tmp_path_factory.mktemp("postgres_server")
-    pg = Postgres(bindir, driver[0])
-    proc = None
-    log = None
-    try:
-        pg.start()
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        artifacts = tmp / "artifacts"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-        env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"  # halves the start-up
-        log = open(tmp / "server.log", "w")
-        proc = subprocess.Popen(
-            [str(mlflow_exe), "server",
-             "--backend-store-uri", f"{driver[1]}://postgres@127.0.0.1:{pg.port}/mlflow",
-             "--artifacts-destination", str(artifacts),
-             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-            cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_until_healthy(proc, url, tmp / "server.log", SERVER_START_TIMEOUT_S)
+    artifacts = tmp / "artifacts"
+    with running_postgres() as (pg, scheme), \
+            running_mlflow_server(pg.uri(scheme), tmp, "--artifacts-destination",
+                                  str(artifacts)) as url:
         yield url, pg, artifacts, tmp
-    finally:
-        if proc is not None:
-            stop_process_group(proc)
-        if log is not None:
-            log.close()
-        pg.stop()
 
 
 @pytest.fixture(scope="module")
