@@ -60,6 +60,12 @@ def test_every_uri_inside_a_text_is_masked_and_nothing_else():
         "store=sqlite:///tmp/m.db?password=*** and https://user@host/a@b?page=2")
 
 
+def test_uris_in_hydras_escaped_override_strings_are_masked():
+    # How Hydra prints and stores a job's overrides: ':' '=' ',' ' ' escaped with a backslash.
+    text = r"#0 : tracking.uri=postgresql\://alice\:P\ W\,1@db\:5432/mlf?token\=T seed=0"
+    assert redact_text(text) == r"#0 : tracking.uri=postgresql\://alice\:***@db\:5432/mlf?token\=*** seed=0"
+
+
 @pytest.mark.parametrize("text", [
     "experiment=autograd seed=0,1 lr=1e-6",
     "sqlite:////home/me/mlruns/mlflow.db",

@@ -31,7 +31,8 @@ SECRET_KEYS = frozenset({"key", "sig", "auth"})  # whole-key matches only ("keys
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 _DATABASE_USERINFO = re.compile(r"[^:/@]*:([^@]*)@")  # sqlalchemy.engine.url's pattern
-_URI_END = re.compile(r"[\s'\"`<>]")  # a URI inside text ends at whitespace or a quote
+_SCHEME_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*\\?://")  # Hydra escapes ':' as '\:'
+_URI_END = re.compile(r"(?<!\\)[\s'\"`<>]")  # a URI in text ends at (unescaped) space or quote
 
 
 def is_secret_key(key: str) -> bool:
@@ -95,14 +96,27 @@ def redact_text(text: str) -> str:
     if "://" not in text:
         return text
     spans = []
-    for match in _SCHEME.finditer(text):
+    for match in _SCHEME_IN_TEXT.finditer(text):
         end = _URI_END.search(text, match.end())
-        start = match.start()
-        uri = text[start:end.start() if end else len(text)]
+        uri, where = _unescape(text[match.start():end.start() if end else len(text)])
         # A URI followed by another one (a sweep like `uri=a://..,b://..`) is also read on
         # its own when the search reaches it: each gets its own userinfo and query checked.
-        spans += [(start + s, start + e) for s, e in _secret_spans(uri)]
+        spans += [(match.start() + where[s], match.start() + where[e - 1] + 1)
+                  for s, e in _secret_spans(uri)]
     return _mask(text, spans) if spans else text
+
+
+def _unescape(token: str) -> tuple[str, list[int]]:
+    """The token without Hydra's escapes (job overrides read `postgresql\\://a\\:PW@h`), and where
+    each of its characters was in the token."""
+    chars, where, i = [], [], 0
+    while i < len(token):
+        if token[i] == "\\" and i + 1 < len(token):
+            i += 1
+        chars.append(token[i])
+        where.append(i)
+        i += 1
+    return "".join(chars), where
 
 
 def redact_values(value: Any) -> Any:
