@@ -27,7 +27,7 @@ from tests.helpers import free_port
 @pytest.mark.parametrize("uri, shown", [
     ("postgresql://alice:PW@127.0.0.1:5499/mlf", "postgresql://alice:***@127.0.0.1:5499/mlf"),
     ("postgresql+psycopg://alice:p@ss:w@db/mlf", "postgresql+psycopg://alice:***@db/mlf"),
-    ("postgresql://alice:pa/ss?x@db/mlf", "postgresql://alice:***@db/mlf"),  # as SQLAlchemy reads it
+    ("postgresql://alice:pa/ss?x@db/mlf", "postgresql://alice:***@db/mlf"),  # SQLAlchemy's view
     ("http://admin:PW@tracking-host:5000", "http://admin:***@tracking-host:5000"),
     ("redis://:PW@host:6379/0", "redis://:***@host:6379/0"),
     ("mysql://root:PW@[::1]:3306/db", "mysql://root:***@[::1]:3306/db"),
@@ -42,7 +42,8 @@ def test_password_in_userinfo_is_masked(uri, shown):
      "postgresql://alice@db/mlf?sslmode=require&sslpassword=***&application_name=x"),
     ("https://host/api?PASSWORD=PW&page=2", "https://host/api?PASSWORD=***&page=2"),
     ("https://host/api?access_token=PW#top", "https://host/api?access_token=***#top"),
-    ("https://host/?Token=PW;api_key=PW2;secret=PW3", "https://host/?Token=***;api_key=***;secret=***"),
+    ("https://host/?Token=PW;api_key=PW2;secret=PW3",
+     "https://host/?Token=***;api_key=***;secret=***"),
     ("s3://bucket/key?X-Amz-Signature=PW&X-Amz-Credential=PW2&versionId=7",
      "s3://bucket/key?X-Amz-Signature=***&X-Amz-Credential=***&versionId=7"),
 ])
@@ -63,7 +64,10 @@ def test_every_uri_inside_a_text_is_masked_and_nothing_else():
 def test_uris_in_hydras_escaped_override_strings_are_masked():
     # How Hydra prints and stores a job's overrides: ':' '=' ',' ' ' escaped with a backslash.
     text = r"#0 : tracking.uri=postgresql\://alice\:P\ W\,1@db\:5432/mlf?token\=T seed=0"
-    assert redact_text(text) == r"#0 : tracking.uri=postgresql\://alice\:***@db\:5432/mlf?token\=*** seed=0"
+    assert redact_text(text) == (r"#0 : tracking.uri=postgresql\://alice\:***@db\:5432/mlf"
+                                 r"?token\=*** seed=0")
+    listed = repr(["tracking.uri=postgresql\\://alice\\:PW@db/mlf", "seed=0"])  # doubled \\
+    assert redact_text(listed) == listed.replace("PW", "***")
 
 
 @pytest.mark.parametrize("text", [
@@ -80,16 +84,18 @@ def test_text_without_secrets_is_unchanged(text):
 
 
 def test_a_mapping_is_redacted_value_by_value():
-    config = {"lr": 1e-6, "seed": 3, "tracking": {"uri": "postgresql://a:PW@db/m", "experiment": "x"},
-              "overrides": ["tracking.uri=http://a:PW@h:5000", "seed=3"], "flag": None}
+    config = {"lr": 1e-6, "seed": 3, "flag": None,
+              "tracking": {"uri": "postgresql://a:PW@db/m", "experiment": "x"},
+              "overrides": ["tracking.uri=http://a:PW@h:5000", "seed=3"]}
     assert redact_values(config) == {
-        "lr": 1e-6, "seed": 3, "tracking": {"uri": "postgresql://a:***@db/m", "experiment": "x"},
-        "overrides": ["tracking.uri=http://a:***@h:5000", "seed=3"], "flag": None}
+        "lr": 1e-6, "seed": 3, "flag": None,
+        "tracking": {"uri": "postgresql://a:***@db/m", "experiment": "x"},
+        "overrides": ["tracking.uri=http://a:***@h:5000", "seed=3"]}
 
 
 def test_log_records_are_redacted():
-    record = logging.LogRecord("hydra", logging.INFO, __file__, 1, "\t#%d : %s", (0, "tracking.uri="
-                               "postgresql://a:PW@db/m seed=0"), None)
+    record = logging.LogRecord("hydra", logging.INFO, __file__, 1, "\t#%d : %s",
+                               (0, "tracking.uri=postgresql://a:PW@db/m seed=0"), None)
     assert RedactingFilter().filter(record)
     assert record.getMessage() == "\t#0 : tracking.uri=postgresql://a:***@db/m seed=0"
 
@@ -117,6 +123,8 @@ def test_credentials_leave_the_uri_for_mlflows_environment(monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
     assert credentials_to_env("postgresql://a:PW@db/m") == "postgresql://a:PW@db/m"
+    assert credentials_to_env("https://alice@h/mlflow") == "https://alice@h/mlflow"
+    assert "MLFLOW_TRACKING_USERNAME" not in os.environ
     assert credentials_to_env("https://alice:PW@h/mlflow") == "https://h/mlflow"
     assert (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]) == (
         "alice", "PW")

@@ -3,8 +3,9 @@
 A URI may carry a password in its userinfo (`postgresql://alice:PW@host/db`) or in its query
 (`...?sslpassword=PW`, `?token=...`). `redact_text` finds every `scheme://` URI inside any text
 (an override, a YAML dump, an error message) and masks exactly those parts; nothing else
-changes. URIs are split the way urllib.parse splits them (the same rules MLflow and requests
-apply), so a password holding `@` or `:` is masked whole.
+changes. URIs are split the way urllib.parse splits them (as requests, under MLflow, does), and a
+database URI's password also as SQLAlchemy reads it: a password holding `@`, `:` or `/` is
+masked whole.
 
 HTTP credentials in the URI are also moved out of it before MLflow sees it (`credentials_to_env`):
 MLflow would accept them, but then print the whole URI, password included, in its error messages.
@@ -29,9 +30,10 @@ SECRET_KEY_WORDS = ("pass", "pwd", "token", "secret", "api_key", "api-key", "api
                     "credential", "private_key", "signature")
 SECRET_KEYS = frozenset({"key", "sig", "auth"})  # whole-key matches only ("keyspace" is fine)
 
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+_SCHEME_NAME = r"[A-Za-z][A-Za-z0-9+.\-]*"
+_SCHEME = re.compile(_SCHEME_NAME + "://")
+_SCHEME_IN_TEXT = re.compile(_SCHEME_NAME + r"\\*://")  # Hydra escapes ':' as '\:'
 _DATABASE_USERINFO = re.compile(r"[^:/@]*:([^@]*)@")  # sqlalchemy.engine.url's pattern
-_SCHEME_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*\\?://")  # Hydra escapes ':' as '\:'
 _URI_END = re.compile(r"(?<!\\)[\s'\"`<>]")  # a URI in text ends at (unescaped) space or quote
 
 
@@ -107,11 +109,11 @@ def redact_text(text: str) -> str:
 
 
 def _unescape(token: str) -> tuple[str, list[int]]:
-    """The token without Hydra's escapes (job overrides read `postgresql\\://a\\:PW@h`), and where
-    each of its characters was in the token."""
+    """The token without Hydra's escapes (job overrides read `postgresql\\://a\\:PW@h`, doubled
+    in a list's repr), and where each of its characters was in the token."""
     chars, where, i = [], [], 0
     while i < len(token):
-        if token[i] == "\\" and i + 1 < len(token):
+        while token[i] == "\\" and i + 1 < len(token):
             i += 1
         chars.append(token[i])
         where.append(i)
@@ -162,8 +164,9 @@ def credentials_to_env(uri: str) -> str:
     if not uri.startswith(("http://", "https://")):
         return uri
     bare, credentials = split_userinfo(uri)
-    if credentials is not None:
-        os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = credentials
+    if credentials is None or not all(credentials):
+        return uri  # no password in it: nothing to hide, nothing to move
+    os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = credentials
     return bare
 
 
