@@ -32,7 +32,7 @@ from src.preflight import describe, validate_every_job
 from src.tracking import sweep
 from src.tracking.client import TrackingError, close_all, prestart, recorder_for
 from src.tracking.provenance import git_tags
-from src.tracking.uri_secrets import redact_text, redact_values
+from src.tracking.uri_secrets import RedactingStream, redact_values
 
 if TYPE_CHECKING:
     from src.trainer import FitResult
@@ -161,7 +161,7 @@ def hydra_main(cfg: DictConfig) -> float:
     try:
         return train(cfg)
     except (ConfigError, TrackingError) as exc:  # one line, and the sweep stops here
-        print(f"error: {redact_text(str(exc))}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2 if isinstance(exc, ConfigError) else 1) from None
 
 
@@ -170,6 +170,7 @@ def _raise_terminated(signum, frame):
 
 
 def main() -> None:
+    sys.stderr = RedactingStream(sys.stderr)  # no password of a tracking URI in any error line
     prestart()  # the recorder imports MLflow while we start up (torch comes with the first run)
     register()
     validate_every_job()
@@ -180,10 +181,10 @@ def main() -> None:
     try:
         hydra_main()
     except ConfigError as exc:  # a bad job of a sweep, refused before the first job ran
-        print(f"error: {redact_text(str(exc))}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         code = 2
     except (HydraException, OmegaConfBaseException) as exc:  # composition: unknown key, type...
-        print(f"error: {redact_text(describe(exc))}", file=sys.stderr)
+        print(f"error: {describe(exc)}", file=sys.stderr)
         code = 2
     except Terminated:
         log.warning("terminated (SIGTERM): the run so far is saved and marked KILLED")
@@ -197,7 +198,7 @@ def main() -> None:
         sweep.finish({0: "FINISHED", 130: "KILLED", 143: "KILLED"}.get(code, "FAILED"))
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the recorder drain undisturbed
         for error in close_all():
-            print(f"error: {redact_text(error)}", file=sys.stderr)
+            print(f"error: {error}", file=sys.stderr)
             code = code or 1
     sys.exit(code)
 

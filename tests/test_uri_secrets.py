@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import http.server
+import io
 import logging
 import os
 import threading
@@ -14,6 +15,7 @@ from src.tracking.client import TrackingError, check_reachable
 from src.tracking.store import redact
 from src.tracking.uri_secrets import (
     RedactingFilter,
+    RedactingStream,
     credentials_to_env,
     http_auth,
     redact_text,
@@ -98,6 +100,15 @@ def test_log_records_are_redacted():
                                (0, "tracking.uri=postgresql://a:PW@db/m seed=0"), None)
     assert RedactingFilter().filter(record)
     assert record.getMessage() == "\t#0 : tracking.uri=postgresql://a:***@db/m seed=0"
+
+
+def test_a_redacting_stream_masks_what_is_written_through_it():
+    target = io.StringIO()
+    stream = RedactingStream(target)
+    line = "Error executing job with overrides: ['tracking.uri=http\\\\://a\\\\:PW@h']\n"
+    assert stream.write(line) == len(line)
+    stream.flush()
+    assert target.getvalue() == line.replace("PW", "***")
 
 
 def test_userinfo_is_split_off_and_decoded_like_requests_does():

@@ -180,3 +180,18 @@ class RedactingFilter(logging.Filter):
         if redacted != message:
             record.msg, record.args = redacted, None
         return True
+
+
+class RedactingStream:
+    """A text stream that masks URI secrets in all written through it: for a command's stderr,
+    where Hydra reports a failed job with its overrides and Python prints tracebacks."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(redact_text(text))
+        return len(text)
+
+    def __getattr__(self, name):  # flush, fileno, isatty, encoding...: the stream's own
+        return getattr(self._stream, name)
