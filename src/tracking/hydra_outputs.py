@@ -4,6 +4,7 @@ Hydra writes both with the config and the overrides as typed, a password in trac
 included: multirun.yaml when the sweeper starts (hydra-core 1.3: BasicSweeper.sweep, after
 on_multirun_start), a job's .hydra/*.yaml just before on_job_start. Each file is rewritten with
 its secrets masked at the first callback after Hydra wrote it, and again when the sweep ends.
+(Hydra's log lines are masked by the logging configs in conf/hydra/*_logging/harness.yaml.)
 """
 
 from __future__ import annotations

@@ -171,8 +171,8 @@ def credentials_to_env(uri: str) -> str:
 
 
 class RedactingFilter(logging.Filter):
-    """A logging filter (for Hydra's job_logging / hydra_logging handlers): masks URI secrets
-    in every record, e.g. Hydra's `#0 : tracking.uri=...` line for each job of a sweep."""
+    """A logging filter for handlers: masks URI secrets in every record, e.g. Hydra's
+    `#0 : tracking.uri=...` line for each job of a sweep (conf/hydra/*_logging/harness.yaml)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
