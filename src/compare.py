@@ -550,7 +550,8 @@ def describe_selection(uri: str, runs: pd.DataFrame, experiment, parent_id) -> s
     parent = client.get_run(parent_id)
     what = parent.data.tags.get("sweep.overrides")
     name = f"sweep {what!r}" if what is not None else f"run {parent.info.run_name!r}"
-    return redact_text(f"{name} (parent run {parent_id}): {len(runs)} runs")  # runs logged before redaction
+    # Masked again: runs logged before the redaction existed may hold a password in their overrides.
+    return redact_text(f"{name} (parent run {parent_id}): {len(runs)} runs")
 
 
 def new_report_folder() -> Path:

@@ -184,3 +184,18 @@ def test_wrong_password_is_refused_in_one_redacted_line(basic_auth_server, store
                            "is not usable:") and "401" in line, line
     assert wrong not in result.stdout + result.stderr
     assert store.runs() == []
+
+
+def test_documented_environment_credentials_work(basic_auth_server, store):
+    """The README's preferred way: the URI without credentials, MLflow's variables for them."""
+    import mlflow
+
+    url, _ = basic_auth_server
+    result = store.run_cli(f"tracking.uri={url}", "experiment=autograd", "steps=5", "seed=7",
+                           env=store.env(tracking_uri=None, MLFLOW_TRACKING_USERNAME="admin",
+                                         MLFLOW_TRACKING_PASSWORD=PASSWORD))
+    assert result.returncode == 0, result.describe()
+    client = mlflow.MlflowClient(url.replace("http://", f"http://admin:{PASSWORD}@"))
+    experiment = client.get_experiment_by_name("pytorch-examples").experiment_id
+    (run,) = client.search_runs([experiment], "params.seed = '7'")
+    assert run.info.status == "FINISHED"
