@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -176,11 +177,24 @@ def output_dir() -> str | None:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=CONFIG_NAME)
 def hydra_main(cfg: DictConfig) -> float:
+    if threading.current_thread() is threading.main_thread():  # also in launchers' job processes
+        signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return train(cfg)
     except (ConfigError, TrackingError) as exc:  # one line, and the sweep stops here
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2 if isinstance(exc, ConfigError) else 1) from None
+    except Terminated:
+        if not sweep.in_job_process():
+            raise
+        # e.g. scancel: the run is KILLED; the launcher is told in a way it passes on (an
+        # Exception: submitit records those, a KeyboardInterrupt would leave it waiting forever)
+        raise JobTerminated(f"job {composed_variant(cfg)} seed={cfg.seed} was terminated "
+                            f"(SIGTERM); its run is KILLED") from None
+
+
+class JobTerminated(RuntimeError):
+    """A sweep's job in another process got SIGTERM (scancel, a launcher shutting down)."""
 
 
 def _raise_terminated(signum, frame):
@@ -211,7 +225,7 @@ def main() -> None:
     except ConfigError as exc:  # a bad job of a sweep, refused before the first job ran
         print(f"error: {exc}", file=sys.stderr)
         code = 2
-    except (TrackingError, sweep.LaunchError) as exc:  # the store or the launcher: one line
+    except (TrackingError, sweep.LaunchError, JobTerminated) as exc:  # one line
         print(f"error: {exc}", file=sys.stderr)
         code = 1
     except (HydraException, OmegaConfBaseException) as exc:  # composition: unknown key, type...

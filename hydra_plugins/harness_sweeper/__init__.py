@@ -19,10 +19,13 @@ class ValidatingSweeper(BasicSweeper):
     The basic sweeper composes every job of a batch before launching it (composition errors);
     we also run config.validate on each, so a sweep with any bad job is refused, in one line,
     before its first job or its parent run exists; then the parent opens. The launcher is handed
-    those compositions instead of composing each job again (compose_once).
+    those compositions instead of composing each job again (compose_once; see the README for
+    what it saves).
     """
 
-    compose_once = True
+    def __init__(self, max_batch_size=None, params=None, compose_once: bool = True) -> None:
+        super().__init__(max_batch_size=max_batch_size, params=params)
+        self.compose_once = compose_once
 
     def setup(self, *, hydra_context: HydraContext, task_function, config: DictConfig) -> None:
         from src.tracking.sweep import ComposeOnceLoader, ReportingLauncher

@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from multiprocessing.connection import Connection
@@ -97,6 +98,8 @@ class RecorderProcess:
         self.warnings: list[str] = []
         self._raised = 0
         self.restarts = 0
+        self.check_s: Optional[float] = None  # how long the store check took (recorder side)
+        self.ready_wait_s = 0.0  # how long training waited for it (what the check cost us)
         self._training_key: Optional[int] = None  # the run in the training loop now
         self._start(_take_prestarted() or _spawn())
         if threading.current_thread() is threading.main_thread():
@@ -144,6 +147,7 @@ class RecorderProcess:
         elif kind == "ended":
             self.ended.add(rest[0])
         elif kind == "checked":
+            self.check_s = rest[1]
             if rest[0]:
                 self._error(rest[0])
                 self._stop_training(rest[0])
@@ -214,7 +218,9 @@ class RecorderProcess:
     def ready(self) -> None:
         """Wait for the store check (started with the recorder, so mostly long done)."""
         if not self.checked.is_set():
+            started = time.perf_counter()
             self.checked.wait(CLOSE_TIMEOUT_S)
+            self.ready_wait_s += time.perf_counter() - started
         self.raise_errors()
 
     def _ask(self, message: tuple, timeout: float = CLOSE_TIMEOUT_S):

@@ -63,13 +63,14 @@ class StoreWriter:
         if log_path:
             self.log_path = log_path
             log_to(log_path)
+        started = time.perf_counter()
         try:
             check_store(uri)
         except TrackingError as exc:  # one line already, naming the redacted URI
             self.open_error = str(exc)
-            self.reply(("checked", self.open_error))
+            self.reply(("checked", self.open_error, time.perf_counter() - started))
             return
-        self.reply(("checked", None))
+        self.reply(("checked", None, time.perf_counter() - started))
         try:
             with store_lock(uri):
                 self.open_store(uri, experiment, artifact_location)

@@ -118,7 +118,6 @@ class SweepTracker(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         global _current
         self.sweep = _current = Sweep(config)
-        quiet_launcher_logs(Path(config.hydra.sweep.dir))
 
     def on_job_start(self, config: DictConfig, **kwargs) -> None:
         global _current
@@ -137,21 +136,14 @@ def finish(status: str) -> None:
         sweep.finish(status)
 
 
+def in_job_process() -> bool:
+    """Whether this process runs a sweep's jobs for a launcher elsewhere (joblib, submitit)."""
+    return _current is not None and _current.launcher_pid != os.getpid()
+
+
 def parent_for(recorder: RecorderProcess) -> Union[None, int, str]:
     """The parent reference for a job's run, or None outside a sweep."""
     return _current.parent_for(recorder) if _current is not None else None
-
-
-def quiet_launcher_logs(folder: Path) -> None:
-    """submitit's logger (e.g. "Bypassing sacct error" three times a poll on a cluster without
-    accounting) writes to launcher.log in the sweep folder, not to the console."""
-    logger = logging.getLogger("submitit")
-    if not any(getattr(h, "harness", False) for h in logger.handlers):
-        handler = logging.FileHandler(folder / "launcher.log", delay=True)
-        handler.harness = True
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        logger.addHandler(handler)
-        logger.propagate = False
 
 
 class ComposeOnceLoader:
@@ -184,11 +176,13 @@ class LaunchError(RuntimeError):
 
 
 class ReportingLauncher:
-    """The sweep's launcher, whose failure to launch is one line; its detail goes to a file.
+    """The sweep's launcher, whose failure is one line; its detail goes to launcher.log.
 
-    Launchers that run jobs elsewhere print their tools' complaints (submitit prints sbatch's
-    stderr) to our stderr: that goes to launcher.log in the sweep folder too. The basic launcher
-    runs jobs here, and their console stays theirs.
+    While jobs that run elsewhere are launched and waited for, our stderr goes to that file:
+    submitit's logger ("Bypassing sacct error", three times a poll on a cluster without
+    accounting), the tools it runs (sacct, sbatch's refusal) and the stderr it echoes. The basic
+    launcher runs jobs here, and their console stays theirs; so do joblib's workers, which
+    inherit our stderr (only Python's sys.stderr is redirected there).
     """
 
     def __init__(self, launcher, folder: Path) -> None:
@@ -207,9 +201,32 @@ class ReportingLauncher:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "a") as log:
             try:
-                with contextlib.redirect_stderr(log):
+                with self.quiet(log):
                     return self.launcher.launch(job_overrides, initial_job_idx)
             except Exception as exc:
                 traceback.print_exc(file=log)
                 raise LaunchError(f"the launcher failed: {one_line(exc)}; "
                                   f"details in {self.log}") from None
+
+    @contextlib.contextmanager
+    def quiet(self, log):
+        from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
+
+        with contextlib.redirect_stderr(log):
+            if not isinstance(self.launcher, BaseSubmititLauncher):
+                yield
+                return
+            import submitit  # noqa: F401  (configures its logger on import: before we replace it)
+
+            logger = logging.getLogger("submitit")
+            handlers, logger.handlers = logger.handlers, [logging.StreamHandler(log)]
+            propagate, logger.propagate = logger.propagate, False
+            log.flush()
+            saved = os.dup(2)
+            os.dup2(log.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+                logger.handlers, logger.propagate = handlers, propagate
