@@ -182,19 +182,16 @@ def hydra_main(cfg: DictConfig) -> float:
     try:
         return train(cfg)
     except (ConfigError, TrackingError) as exc:  # one line, and the sweep stops here
+        code = 2 if isinstance(exc, ConfigError) else 1
+        if sweep.in_job_process():  # the launching process prints it, once
+            raise sweep.JobFailed(str(exc), code) from None
         print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2 if isinstance(exc, ConfigError) else 1) from None
-    except Terminated:
+        raise SystemExit(code) from None
+    except Terminated:  # e.g. scancel: the run is KILLED
         if not sweep.in_job_process():
             raise
-        # e.g. scancel: the run is KILLED; the launcher is told in a way it passes on (an
-        # Exception: submitit records those, a KeyboardInterrupt would leave it waiting forever)
-        raise JobTerminated(f"job {composed_variant(cfg)} seed={cfg.seed} was terminated "
-                            f"(SIGTERM); its run is KILLED") from None
-
-
-class JobTerminated(RuntimeError):
-    """A sweep's job in another process got SIGTERM (scancel, a launcher shutting down)."""
+        raise sweep.JobFailed(f"job {composed_variant(cfg)} seed={cfg.seed} was terminated "
+                              f"(SIGTERM); its run is KILLED", 1) from None
 
 
 def _raise_terminated(signum, frame):
@@ -225,9 +222,12 @@ def main() -> None:
     except ConfigError as exc:  # a bad job of a sweep, refused before the first job ran
         print(f"error: {exc}", file=sys.stderr)
         code = 2
-    except (TrackingError, sweep.LaunchError, JobTerminated) as exc:  # one line
+    except (TrackingError, sweep.LaunchError) as exc:  # the store, the launcher: one line
         print(f"error: {exc}", file=sys.stderr)
         code = 1
+    except sweep.JobFailed as exc:  # a job in a launcher's process, said once, here
+        print(f"error: {exc}", file=sys.stderr)
+        code = exc.code
     except (HydraException, OmegaConfBaseException) as exc:  # composition: unknown key, type...
         print(f"error: {describe(exc)}", file=sys.stderr)
         code = 2

@@ -3,7 +3,7 @@
   * eight commands started at once on a store that does not exist yet leave one healthy store and
     eight complete runs (creation is serialised by a file lock beside the database);
   * every kind of unusable store (unreachable database, file://, unknown scheme, SQLite folder
-    missing or not writable, a file that is not a database) is refused in one line naming the
+    that cannot be made or is not writable, a file that is not a database) is refused in one line naming the
     redacted URI and the reason, before anything trains, with nothing left in any store;
   * seeds outside numpy's range are refused in one line, with no run.
 """
@@ -52,9 +52,8 @@ def unusable_stores(tmp):
         "file-store": (f"file://{tmp}/mlruns", ["deprecated", "MLFLOW_ALLOW_FILE_STORE"]),
         "unknown-scheme": ("foo://somewhere/x", ["unknown scheme 'foo'", "sqlite:///", "http://",
                                                  "postgresql://"]),
-        "sqlite-folder-missing": (f"sqlite:///{tmp}/missing/mlflow.db",
-                                  [f"folder {tmp}/missing does not exist"]),
-        "sqlite-folder-is-a-file": (f"sqlite:///{tmp}/a-file/mlflow.db", ["a-file", "not"]),
+        "sqlite-folder-is-a-file": (f"sqlite:///{tmp}/a-file/mlflow.db",
+                                    [f"folder {tmp}/a-file cannot be made"]),
         "sqlite-folder-not-writable": ("sqlite:////proc/mlflow.db",
                                        ["folder /proc is not writable"]),
         "sqlite-not-a-database": (f"sqlite:///{tmp}/not-a-db/mlflow.db",
@@ -76,7 +75,7 @@ def refused(make_store, tmp_path_factory):
 
 
 @pytest.mark.parametrize("case", ["postgres-unreachable", "file-store", "unknown-scheme",
-                                  "sqlite-folder-missing", "sqlite-folder-is-a-file",
+                                  "sqlite-folder-is-a-file",
                                   "sqlite-folder-not-writable", "sqlite-not-a-database",
                                   "sweep"])
 def test_unusable_store_is_refused_before_training(refused, case):

@@ -53,8 +53,10 @@ def check_sqlite(uri: str) -> None:
     if db is None:
         raise fail(uri, "a SQLite store needs an absolute path: sqlite:///PATH/mlflow.db")
     folder = db.parent
-    if not folder.is_dir():
-        raise fail(uri, f"folder {folder} does not exist")
+    try:  # a new folder is made, as MLflow would
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise fail(uri, f"folder {folder} cannot be made ({exc.strerror})") from None
     try:  # actually write: permission bits say little to root or on read-only mounts
         fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=folder)
         os.close(fd)

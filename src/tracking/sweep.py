@@ -175,6 +175,19 @@ class LaunchError(RuntimeError):
     """The launcher could not start the jobs (e.g. sbatch refused them); one line."""
 
 
+class JobFailed(RuntimeError):
+    """A job in a launcher's process (joblib, submitit) failed in one line, which the launching
+    process prints: an Exception, which every launcher hands back (a SystemExit or a
+    KeyboardInterrupt would leave submitit waiting for a result forever)."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message, code)
+        self.code = code
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
 class ReportingLauncher:
     """The sweep's launcher, whose failure is one line; its detail goes to launcher.log.
 
@@ -202,11 +215,16 @@ class ReportingLauncher:
         with open(self.log, "a") as log:
             try:
                 with self.quiet(log):
-                    return self.launcher.launch(job_overrides, initial_job_idx)
+                    results = self.launcher.launch(job_overrides, initial_job_idx)
             except Exception as exc:
                 traceback.print_exc(file=log)
                 raise LaunchError(f"the launcher failed: {one_line(exc)}; "
                                   f"details in {self.log}") from None
+        for result in results:  # ours before Hydra's "Error executing job" line and traceback
+            failure = getattr(result, "_return_value", None)  # JobReturn's field, hydra-core 1.3
+            if isinstance(failure, JobFailed):
+                raise failure
+        return results
 
     @contextlib.contextmanager
     def quiet(self, log):
