@@ -50,13 +50,15 @@ class StoreWriter:
         self.experiment_id = None
         self.open_error = None
         self.log_path = None
+        self.checked_uri = None
         self.runs = {}  # client-side key -> run_id
         self.adopted = set()  # keys of runs a dead recorder left open
         self.failed = {}  # key -> error message
         self.losses = {}  # key -> list of losses, for the loss-curve plot
 
     # --- operations -------------------------------------------------------------------------
-    def open(self, uri, experiment, artifact_location, log_path=None):
+    def check(self, uri, experiment, artifact_location, log_path=None):
+        """Is the store usable? Answered as soon as the training process asks (see main)."""
         from src.tracking.client import TrackingError
         from src.tracking.store_check import check_store
 
@@ -68,12 +70,15 @@ class StoreWriter:
             check_store(uri)
         except TrackingError as exc:  # one line already, naming the redacted URI
             self.open_error = str(exc)
-            self.reply(("checked", self.open_error, time.perf_counter() - started))
+        self.reply(("checked", self.open_error, time.perf_counter() - started))
+
+    def open(self, uri, experiment, artifact_location, log_path=None):
+        if self.checked_uri != uri:  # a store opened without the reader's early check
+            self.check(uri, experiment, artifact_location, log_path)
+        if self.open_error is not None:
             return
-        self.reply(("checked", None, time.perf_counter() - started))
         try:
-            with store_lock(uri):
-                self.open_store(uri, experiment, artifact_location)
+            self.open_store(uri, experiment, artifact_location)
         except Exception as exc:  # a broken database, a server that fails
             traceback.print_exc(file=sys.stderr)
             self.open_error = self.failure(f"tracking store {redact(uri)} is not usable", exc)
@@ -84,13 +89,15 @@ class StoreWriter:
             self.reply(("warning", warning))
 
     def open_store(self, uri, experiment, artifact_location):
-        """Create (or migrate) the database and the experiment: one process at a time."""
+        """The store (created or migrated by one process at a time), then the experiment."""
         from mlflow import MlflowClient
         from mlflow.exceptions import MlflowException
 
         for name in ("mlflow", "alembic"):  # mlflow sets its loggers up on import
             logging.getLogger(name).setLevel(logging.WARNING)
         self.client = MlflowClient(tracking_uri=uri)
+        with store_lock(uri):  # held about 0.1 s once the database exists (schema check only)
+            self.client._tracking_client.store  # noqa: B018  (MLflow creates the store here)
         exp = with_retries(self.client.get_experiment_by_name, experiment)
         if exp is None:
             try:
@@ -379,11 +386,16 @@ def main() -> None:
     outbox = Connection(os.dup(sys.stdout.fileno()), readable=False)
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not corrupt replies
 
+    sending = threading.Lock()  # the reader thread answers the store check itself
+
     def reply(message):
-        try:
-            outbox.send(message)
-        except (BrokenPipeError, OSError):
-            pass
+        with sending:
+            try:
+                outbox.send(message)
+            except (BrokenPipeError, OSError):
+                pass
+
+    writer = StoreWriter(reply)
 
     # A reader thread empties the pipe as fast as messages come, so that the training process
     # never blocks on a full pipe while we are busy writing to the store.
@@ -392,15 +404,18 @@ def main() -> None:
     def read_all():
         while True:
             try:
-                inbox_queue.put(inbox.recv())
+                message = inbox.recv()
             except (EOFError, pickle.UnpicklingError, OSError):
                 inbox_queue.put(None)
                 return
+            if message[0] == "open":  # check the store now, not after MLflow's import
+                writer.check(*message[1:])
+                writer.checked_uri = message[1]
+            inbox_queue.put(message)
 
     threading.Thread(target=read_all, daemon=True).start()
     import mlflow  # noqa: F401  (now, while the training process starts up, not at the first run)
 
-    writer = StoreWriter(reply)
     while True:
         message = inbox_queue.get()
         if message is None:  # the training process is gone
