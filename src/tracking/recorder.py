@@ -95,9 +95,8 @@ class StoreWriter:
 
         for name in ("mlflow", "alembic"):  # mlflow sets its loggers up on import
             logging.getLogger(name).setLevel(logging.WARNING)
-        self.client = MlflowClient(tracking_uri=uri)
-        with store_lock(uri):  # held about 0.1 s once the database exists (schema check only)
-            self.client._tracking_client.store  # noqa: B018  (MLflow creates the store here)
+        with store_lock(uri):  # MLflow creates (or checks) the database in MlflowClient()
+            self.client = MlflowClient(tracking_uri=uri)
         exp = with_retries(self.client.get_experiment_by_name, experiment)
         if exp is None:
             try:
