@@ -133,6 +133,8 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"steps={cfg.steps}: must be an integer > 0")
     if cfg.log_every <= 0:
         raise ConfigError(f"log_every={cfg.log_every}: must be an integer > 0")
+    if not 0 <= cfg.seed <= 2**32 - 1:  # numpy's seed range
+        raise ConfigError(f"seed={cfg.seed}: must be an integer in 0..{2**32 - 1}")
     if not 0 <= cfg.optimizer.momentum < 1:
         raise ConfigError(f"optimizer.momentum={cfg.optimizer.momentum}: must be in [0, 1)")
     if cfg.optimizer.name == "adam" and cfg.optimizer.momentum != 0:

@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -28,9 +29,15 @@ from src.config import (
     register,
     validate,
 )
-from src.preflight import describe, validate_every_job
+from src.preflight import describe
 from src.tracking import sweep
-from src.tracking.client import TrackingError, close_all, prestart, recorder_for
+from src.tracking.client import (
+    RecorderLost,
+    TrackingError,
+    close_all,
+    prestart,
+    recorder_for,
+)
 from src.tracking.provenance import git_tags
 from src.tracking.uri_secrets import RedactingStream, redact_values
 
@@ -60,7 +67,7 @@ def train(cfg: DictConfig) -> float:
 
 def skip_if_finished(cfg: DictConfig) -> float | None:
     """resume=true: the final loss of a FINISHED run with this config, recorded as skipped."""
-    recorder = recorder_for(cfg.tracking.uri, cfg.tracking.experiment)
+    recorder = recorder_for(cfg.tracking.uri, cfg.tracking.experiment, output_dir())
     identity = config_hash(cfg)
     found = recorder.find_finished(identity)
     if found is None:
@@ -78,11 +85,12 @@ def skip_if_finished(cfg: DictConfig) -> float | None:
 def train_tracked(cfg: DictConfig, extra_tags: dict | None = None,
                   overrides: list | None = None) -> FitResult:
     """Validate, train and track one run."""
+    validate(cfg)
+    # The recorder checks the store while torch is imported (one line if it cannot be used).
+    recorder = recorder_for(cfg.tracking.uri, cfg.tracking.experiment, output_dir())
     from src.trainer import fit  # torch: imported once a run needs it (see main)
 
-    validate(cfg)
     variant = composed_variant(cfg)
-    recorder = recorder_for(cfg.tracking.uri, cfg.tracking.experiment)
     parent = sweep.parent_for(recorder)
     run = recorder.start_run(
         run_name=f"{variant}-lr{cfg.lr:g}-seed{cfg.seed}",
@@ -99,7 +107,10 @@ def train_tracked(cfg: DictConfig, extra_tags: dict | None = None,
     overrides = task_overrides() if overrides is None else overrides
     run.log_text("overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(overrides)))
     try:
-        result = fit(cfg, on_losses=run.log_losses)
+        with recorder.training(run):  # the recorder dying stops the training at once
+            result = fit(cfg, on_losses=run.log_losses)
+    except RecorderLost as lost:  # the recorder died, or the store failed under the run
+        raise recorder.close_lost(run, str(lost)) from None
     except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (Terminated)
         run.set_tags({"interrupted": type(stop).__name__})
         run.end("KILLED")
@@ -155,25 +166,55 @@ def task_overrides() -> list:
         return []
 
 
+def output_dir() -> str | None:
+    """The job's Hydra output folder (where MLflow's own output is logged), if in a Hydra app."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        return HydraConfig.get().runtime.output_dir
+    except ValueError:
+        return None
+
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=CONFIG_NAME)
 def hydra_main(cfg: DictConfig) -> float:
+    if threading.current_thread() is threading.main_thread():  # also in launchers' job processes
+        signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return train(cfg)
     except (ConfigError, TrackingError) as exc:  # one line, and the sweep stops here
+        code = 2 if isinstance(exc, ConfigError) else 1
+        if sweep.in_job_process():  # the launching process prints it, once
+            raise sweep.JobFailed(str(exc), code) from None
         print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2 if isinstance(exc, ConfigError) else 1) from None
+        raise SystemExit(code) from None
+    except Terminated:  # e.g. scancel: the run is KILLED
+        if not sweep.in_job_process():
+            raise
+        raise sweep.JobFailed(f"job {composed_variant(cfg)} seed={cfg.seed} was terminated "
+                              f"(SIGTERM); its run is KILLED", 1) from None
 
 
 def _raise_terminated(signum, frame):
     raise Terminated()
 
 
+def register_sweeper() -> None:
+    """Hydra finds plugins by scanning the hydra_plugins package, which misses ours in an
+    editable install (a path hook, not a folder): register it by hand (Hydra's public API)."""
+    from hydra.core.plugins import Plugins
+
+    plugins = Plugins.instance()  # scans (and re-imports) Hydra's own plugins: before ours
+    from hydra_plugins.harness_sweeper import ValidatingSweeper
+
+    plugins.register(ValidatingSweeper)
+
+
 def main() -> None:
     sys.stderr = RedactingStream(sys.stderr)  # no password of a tracking URI in any error line
     prestart()  # the recorder imports MLflow while we start up (torch comes with the first run)
     register()
-    validate_every_job()
+    register_sweeper()
     # Let errors reach us instead of Hydra's several-line report: bad input becomes one line.
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     signal.signal(signal.SIGTERM, _raise_terminated)
@@ -183,6 +224,12 @@ def main() -> None:
     except ConfigError as exc:  # a bad job of a sweep, refused before the first job ran
         print(f"error: {exc}", file=sys.stderr)
         code = 2
+    except (TrackingError, sweep.LaunchError) as exc:  # the store, the launcher: one line
+        print(f"error: {exc}", file=sys.stderr)
+        code = 1
+    except sweep.JobFailed as exc:  # a job in a launcher's process, said once, here
+        print(f"error: {exc}", file=sys.stderr)
+        code = exc.code
     except (HydraException, OmegaConfBaseException) as exc:  # composition: unknown key, type...
         print(f"error: {describe(exc)}", file=sys.stderr)
         code = 2
@@ -195,6 +242,8 @@ def main() -> None:
     except SystemExit as exc:  # Hydra's way out after a failed job
         code = exc.code if isinstance(exc.code, int) else 1
     finally:
+        if sys.exc_info()[0] is not None and code == 0:  # anything else: a bug, with traceback
+            code = 1
         sweep.finish({0: "FINISHED", 130: "KILLED", 143: "KILLED"}.get(code, "FAILED"))
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the recorder drain undisturbed
         for error in close_all():

@@ -11,9 +11,11 @@ from __future__ import annotations
 import array
 import fcntl
 import math
+import os
 import re
 import signal
 import termios
+import threading
 import time
 
 import pytest
@@ -153,3 +155,147 @@ def test_interrupt_keeps_history_and_kills_run(store, args, signum, code, block_
     assert [s for s, _ in history] == list(range(len(history)))
     for t, text in printed.items():
         assert history[t][1] == float(text)
+
+
+# --- a process of the pair dies -------------------------------------------------------------------
+
+LONG_DYNAMIC = ["experiment=dynamic", "log_every=100", "steps=400000"]
+STORED_BEFORE_KILL = 5000  # one batch of losses (trainer.FLUSH_EVERY) in the store first
+
+
+def stored_losses(store) -> int:
+    import sqlite3
+
+    if not store.db.exists():
+        return 0
+    try:
+        with sqlite3.connect(store.db, timeout=5) as conn:
+            return conn.execute("SELECT count(*) FROM metrics WHERE key = 'loss'").fetchone()[0]
+    except sqlite3.Error:  # the tables are being created
+        return 0
+
+
+def recorder_of(pid: int) -> int:
+    """The recorder process a training process started (a child running src.tracking.recorder)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if ppid == pid and b"src.tracking.recorder" in cmdline:
+            return int(entry)
+    raise AssertionError(f"no recorder process under pid {pid}")
+
+
+class Printed:
+    """Reads a child's stdout in a thread, keeping the highest loss step printed so far."""
+
+    def __init__(self, proc):
+        self.lines, self.last_step = [], -1
+        self.thread = threading.Thread(target=self.read, args=(proc,), daemon=True)
+        self.thread.start()
+
+    def read(self, proc):
+        for line in proc.stdout:
+            self.lines.append(line)
+            m = LOSS_LINE.match(line.strip())
+            if m:
+                self.last_step = int(m.group(1))
+
+
+def start_and_wait_for_stored_losses(store, args):
+    proc = store.popen(args)
+    printed = Printed(proc)
+    deadline = time.monotonic() + 300
+    while stored_losses(store) < STORED_BEFORE_KILL:
+        assert proc.poll() is None, f"the run ended early:\n{''.join(printed.lines)[-2000:]}"
+        assert time.monotonic() < deadline, "no losses reached the store"
+        time.sleep(0.2)
+    return proc, printed
+
+
+def assert_prefix_curve(store, run, at_least: int) -> list:
+    history = loss_history(store.client(), run.info.run_id)
+    assert len(history) >= at_least, f"{len(history)} loss values kept"
+    assert [s for s, _ in history] == list(range(len(history))), "the curve has a gap"
+    return history
+
+
+def test_recorder_killed_stops_training_and_fails_the_run(store):
+    proc, printed = start_and_wait_for_stored_losses(store, LONG_DYNAMIC)
+    try:
+        os.kill(recorder_of(proc.pid), signal.SIGKILL)
+        step_at_kill = printed.last_step
+        proc.wait(timeout=180)
+        err = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    printed.thread.join(timeout=10)
+    result = CliResult(LONG_DYNAMIC, proc.returncode, "".join(printed.lines), err)
+    assert result.returncode == 1, result.describe()
+    lines = result.stderr_lines
+    assert len(lines) == 1, f"expected one error line\n{result.describe()}"
+    assert lines[0].startswith(f"error: tracking recorder for {store.uri} died (killed by "
+                               f"SIGKILL)"), lines[0]
+    assert "closed FAILED" in lines[0], lines[0]
+    assert "Traceback" not in result.stdout + result.stderr
+    # training stopped at once: a few hundred steps at most went by after the kill
+    assert printed.last_step - step_at_kill < 2000, (step_at_kill, printed.last_step)
+    runs = store.runs()
+    assert len(runs) == 1
+    assert runs[0].info.status == "FAILED", runs[0].info.status
+    history = assert_prefix_curve(store, runs[0], STORED_BEFORE_KILL)
+    assert len(history) < 400000
+    assert f"its first {len(history)} loss values" in lines[0], (len(history), lines[0])
+
+
+def test_training_process_killed_leaves_run_killed(store):
+    proc, printed = start_and_wait_for_stored_losses(store, LONG_DYNAMIC)
+    recorder = recorder_of(proc.pid)
+    proc.kill()
+    proc.wait(timeout=60)
+    deadline = time.monotonic() + 120
+    while os.path.exists(f"/proc/{recorder}") and time.monotonic() < deadline:
+        time.sleep(0.2)  # the orphaned recorder closes the run, then ends
+    runs = store.runs()
+    assert len(runs) == 1
+    assert runs[0].info.status == "KILLED", runs[0].info.status
+    assert_prefix_curve(store, runs[0], STORED_BEFORE_KILL)
+
+
+# --- a launcher that cannot submit ----------------------------------------------------------------
+
+FAKE_SBATCH = """#!/bin/sh
+echo "sbatch: error: Memory specification can not be satisfied" >&2
+echo "sbatch: error: Batch job submission failed: Requested node configuration is not available" >&2
+exit 1
+"""
+
+
+def test_refused_submission_fails_the_sweep_at_once(store, tmp_path):
+    """sbatch refuses the jobs (here a stand-in on PATH; tests/test_slurm.py does it for real)."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "sbatch").write_text(FAKE_SBATCH)
+    (bindir / "sbatch").chmod(0o755)
+    env = store.env(PATH=f"{bindir}:{os.environ['PATH']}")
+    args = ["-m", "hydra/launcher=slurm", "hydra.launcher.partition=cpu", "experiment=numpy",
+            "seed=0,1"]
+    result = store.run_cli(*args, env=env, timeout=150)  # the parent once waited 300 s
+    assert result.returncode == 1, result.describe()
+    lines = result.stderr_lines
+    assert len(lines) == 1, f"expected one error line\n{result.describe()}"
+    assert lines[0].startswith("error: the launcher failed: "), lines[0]
+    assert "Memory specification can not be satisfied" in lines[0], lines[0]
+    assert "launcher.log" in lines[0], lines[0]
+    assert "Traceback" not in result.stdout + result.stderr
+    runs = store.runs()
+    assert len(runs) == 1 and runs[0].data.tags.get("harness.sweep") == "true", runs
+    assert runs[0].info.status == "FAILED", runs[0].info.status
+    assert runs[0].data.metrics.get("n_jobs") == 0

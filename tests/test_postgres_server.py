@@ -116,3 +116,14 @@ def test_parallel_sweep_through_postgres_backed_server(server, sweep):
     finally:
         conn.close()
     assert rows == {r.info.run_id: "FINISHED" for r in runs}, rows
+
+
+@pytest.mark.slow
+def test_fast_path_is_taken_for_postgresql(server):
+    """The recorder's bulk insert of loss histories, straight into PostgreSQL (a fresh database)."""
+    from tests.test_fast_path import assert_fast_path_taken
+
+    _, pg, _, _ = server
+    run_checked(pg.tool("createdb", "-h", "127.0.0.1", "-p", pg.port, "-U", "postgres",
+                        "fastpath"), "createdb")
+    assert_fast_path_taken(f"{installed_driver()[1]}://postgres@127.0.0.1:{pg.port}/fastpath")

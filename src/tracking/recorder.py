@@ -1,4 +1,4 @@
-"""The recorder: a sidecar process that owns every MLflow call of one training process.
+"""The recorder process: a sidecar that owns every MLflow call of one training process.
 
 Why a process: MLflow's SQLAlchemy store spends about 75 us of Python per metric row (2.3 s for
 the 30000-step dynamic run) and `import mlflow` plus creating a fresh store take about 2.7 s.
@@ -8,10 +8,15 @@ core while training goes on. The training process sends pickled messages on our 
 
 If the training process dies, its end of the pipe closes: everything already sent is still
 written, and a run left open is marked KILLED, never left RUNNING.
+
+Everything MLflow, SQLAlchemy and alembic print (warnings, tracebacks) goes to a log file in the
+Hydra output folder (client.LOG_NAME), never to the console; errors reach the training process
+as one-line replies that name that file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
@@ -24,50 +29,132 @@ import traceback
 from multiprocessing.connection import Connection
 
 SWEEP_SETTLE_TIMEOUT_S = 300.0
+CHILDREN_SETTLE_TIMEOUT_S = 30.0  # a failed sweep waits this long for its children to end
+STORE_LOCK_TIMEOUT_S = 300.0
 MAX_METRICS_PER_CALL = 1000  # MLflow's limit for one log_batch request
+# The columns the bulk insert writes; MLflow's metrics table must have exactly these.
+METRIC_COLUMNS = {"run_uuid", "key", "value", "timestamp", "step", "is_nan"}
+# What a fresh recorder still does for runs it adopted from a dead one: close them, nothing else
+# (more loss rows after the lost ones would leave a gap in the curve).
+ADOPTED_OPS = ("end_run", "finish_sweep", "record_skip", "history_length")
 
 
-class Recorder:
+class StoreWriter:
+    """Writes what the training process sends into the MLflow store, one message at a time."""
+
     def __init__(self, reply):
         self.reply = reply
         self.client = None
+        self.metrics_table = None  # the fast path: bulk inserts into MLflow's metrics table
         self.sql_engine = None
         self.experiment_id = None
         self.open_error = None
+        self.log_path = None
+        self.checked_uri = None
         self.runs = {}  # client-side key -> run_id
+        self.adopted = set()  # keys of runs a dead recorder left open
         self.failed = {}  # key -> error message
         self.losses = {}  # key -> list of losses, for the loss-curve plot
 
     # --- operations -------------------------------------------------------------------------
-    def open(self, uri, experiment, artifact_location):
+    def check(self, uri, experiment, artifact_location, log_path=None):
+        """Is the store usable? Answered as soon as the training process asks (see main)."""
+        from src.tracking.client import TrackingError
+        from src.tracking.store_check import check_store
+
+        if log_path:
+            self.log_path = log_path
+            log_to(log_path)
+        started = time.perf_counter()
+        try:
+            check_store(uri)
+        except TrackingError as exc:  # one line already, naming the redacted URI
+            self.open_error = str(exc)
+        self.reply(("checked", self.open_error, time.perf_counter() - started))
+
+    def open(self, uri, experiment, artifact_location, log_path=None):
+        if self.checked_uri != uri:  # a store opened without the reader's early check
+            self.check(uri, experiment, artifact_location, log_path)
+        if self.open_error is not None:
+            return
+        try:
+            self.open_store(uri, experiment, artifact_location)
+        except Exception as exc:  # a broken database, a server that fails
+            traceback.print_exc(file=sys.stderr)
+            self.open_error = self.failure(f"tracking store {redact(uri)} is not usable", exc)
+            self.reply(("error", None, self.open_error))
+            return
+        warning = self.choose_metric_path(uri)
+        if warning:
+            self.reply(("warning", warning))
+
+    def open_store(self, uri, experiment, artifact_location):
+        """The store (created or migrated by one process at a time), then the experiment."""
         from mlflow import MlflowClient
         from mlflow.exceptions import MlflowException
 
         for name in ("mlflow", "alembic"):  # mlflow sets its loggers up on import
             logging.getLogger(name).setLevel(logging.WARNING)
-        from src.tracking.uri_secrets import credentials_to_env  # MLflow's messages show the URI
+        from src.tracking.uri_secrets import credentials_to_env
 
-        self.client = MlflowClient(tracking_uri=credentials_to_env(uri))
-        try:
-            store = self.client._tracking_client.store
-            self.sql_engine = getattr(store, "engine", None)  # SQL stores only, not a server
-            exp = with_retries(self.client.get_experiment_by_name, experiment)
-            if exp is None:
-                try:
-                    self.experiment_id = with_retries(
-                        self.client.create_experiment, experiment,
-                        artifact_location=artifact_location)
-                except MlflowException:  # created meanwhile by another process
-                    exp = with_retries(self.client.get_experiment_by_name, experiment)
-                    if exp is None:
-                        raise
-            if exp is not None:
-                if exp.lifecycle_stage == "deleted":
-                    with_retries(self.client.restore_experiment, exp.experiment_id)
-                self.experiment_id = exp.experiment_id
-        except Exception as exc:  # unreachable server, bad URI, broken database
-            self.open_error = f"tracking store {redact(uri)} is not usable: {one_line(exc)}"
-            self.reply(("error", None, self.open_error))
+        with store_lock(uri):  # MLflow creates (or checks) the database in MlflowClient()
+            # http(s) credentials move to MLflow's environment variables: its messages show the URI
+            self.client = MlflowClient(tracking_uri=credentials_to_env(uri))
+        exp = with_retries(self.client.get_experiment_by_name, experiment)
+        if exp is None:
+            try:
+                self.experiment_id = with_retries(
+                    self.client.create_experiment, experiment,
+                    artifact_location=artifact_location)
+            except MlflowException:  # created meanwhile by another process
+                exp = with_retries(self.client.get_experiment_by_name, experiment)
+                if exp is None:
+                    raise
+        if exp is not None:
+            if exp.lifecycle_stage == "deleted":
+                with_retries(self.client.restore_experiment, exp.experiment_id)
+            self.experiment_id = exp.experiment_id
+
+    def choose_metric_path(self, uri):
+        """The fast path for SQL stores, if MLflow's layout is what it expects; else a warning."""
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        store = self.client._tracking_client.store
+        if not isinstance(store, SqlAlchemyStore):
+            return None  # a tracking server: log_batch is the way
+        reason = metrics_layout_problem(store)
+        if reason is not None:
+            return (f"warning: tracking store {redact(uri)}: {reason}; loss histories go "
+                    f"through MLflow's log_batch instead (slower)")
+        from mlflow.store.tracking.dbmodels.models import SqlMetric
+
+        self.sql_engine, self.metrics_table = store.engine, SqlMetric.__table__
+        print(f"loss histories: bulk insert into table {self.metrics_table.name} "
+              f"({self.sql_engine.dialect.name})", file=sys.stderr)
+        return None
+
+    def failure(self, what, exc):
+        where = f"; details in {self.log_path}" if self.log_path else ""
+        return f"{what}: {one_line(exc)}{where}"
+
+    def adopt(self, runs):
+        """Runs a dead recorder left open, by key: this one only closes them."""
+        self.runs.update(runs)
+        self.adopted.update(runs)
+
+    def history_length(self, token, key):
+        run_id = self.runs.get(key)
+        n = None
+        if run_id is not None:
+            n = len(with_retries(self.client.get_metric_history, run_id, "loss"))
+        self.reply(("answer", token, n))
+
+    def terminate_runs(self, status):
+        for key in list(self.runs):
+            try:
+                self.end_run(key, status)
+            except Exception:
+                traceback.print_exc(file=sys.stderr)
 
     def start_run(self, key, run_name, tags, params, parent=None):
         from mlflow.entities import Param
@@ -86,7 +173,7 @@ class Recorder:
     def losses_batch(self, key, first_step, values, stamps):
         self.losses[key].extend(values)
         rows = [("loss", v, ts, first_step + i) for i, (v, ts) in enumerate(zip(values, stamps))]
-        if self.sql_engine is not None:
+        if self.metrics_table is not None:
             # History rows straight into the metrics table (one INSERT ... executemany: about
             # 0.1 s per 30000 rows against 2.3 s through log_batch's ORM); the last row goes
             # through MLflow itself, which keeps the run's latest-metric record right.
@@ -95,12 +182,11 @@ class Recorder:
         self.metrics(key, rows)
 
     def insert_metric_history(self, run_id, rows):
-        from mlflow.store.tracking.dbmodels.models import SqlMetric
         from sqlalchemy import insert
 
         if rows:
             with self.sql_engine.begin() as conn:
-                conn.execute(insert(SqlMetric.__table__), [
+                conn.execute(insert(self.metrics_table), [
                     dict(run_uuid=run_id, key=k, value=v, timestamp=ts, step=step, is_nan=False)
                     for k, v, ts, step in rows])
 
@@ -140,7 +226,7 @@ class Recorder:
             f"tags.config_hash = '{config_hash}' and attributes.status = 'FINISHED'",
             max_results=1, order_by=["attributes.start_time DESC"])
         match = (found[0].info.run_id, found[0].data.metrics.get("final_loss")) if found else None
-        self.reply(("found", token, match))
+        self.reply(("answer", token, match))
 
     def record_skip(self, parent, name, text):
         run_id = self.runs[parent] if isinstance(parent, int) else parent
@@ -160,7 +246,13 @@ class Recorder:
                                     f"tags.`mlflow.parentRunId` = '{run_id}'", max_results=50000)
             skipped = len(with_retries(self.client.list_artifacts, run_id, "skipped"))
             over = sum(c.info.status in ("FINISHED", "FAILED", "KILLED") for c in children)
-            if status != "FINISHED" or expected is None or over + skipped >= expected:
+            if status != "FINISHED":  # a failed sweep: only its running children are waited for
+                if over == len(children) or \
+                        time.monotonic() - last_change > CHILDREN_SETTLE_TIMEOUT_S:
+                    break
+                time.sleep(0.2)
+                continue
+            if expected is None or over + skipped >= expected:
                 break
             if (over, skipped) != seen:
                 seen, last_change = (over, skipped), time.monotonic()
@@ -181,47 +273,84 @@ class Recorder:
                      + [(f"n_{k}", v, now, 0) for k, v in counts.items()])
         self.end_run(key, status)
 
-    def kill_open_runs(self):
-        for key in list(self.runs):
-            try:
-                self.end_run(key, "KILLED")
-            except Exception:
-                pass
-
     # --- dispatch -----------------------------------------------------------------------------
     def handle(self, message):
         op, *args = message
         if op == "sync":
-            self.reply(("synced", args[0], self.open_error))
+            self.reply(("answer", args[0], None))
             return
-        if op == "open":
-            self.open(*args)
+        if op in ("open", "adopt"):
+            getattr(self, op)(*args)
             return
-        if op in ("find_finished", "record_skip"):  # not about one of our runs
-            if self.open_error is None:
-                try:
-                    getattr(self, op)(*args)
-                except Exception as exc:
-                    self.reply(("error", None, f"tracking failed ({op}): {one_line(exc)}"))
-                    if op == "find_finished":
-                        self.reply(("found", args[0], None))
-            elif op == "find_finished":
-                self.reply(("found", args[0], None))
+        if self.open_error is not None:  # already reported; nothing reaches the store
+            if op in ("find_finished", "history_length"):
+                self.reply(("answer", args[0], None))
+            return
+        if op in ("find_finished", "record_skip", "history_length"):  # not about one run
+            try:
+                getattr(self, op)(*args)
+            except Exception as exc:
+                traceback.print_exc(file=sys.stderr)
+                self.reply(("error", None, self.failure(f"tracking failed ({op})", exc)))
+                if op != "record_skip":
+                    self.reply(("answer", args[0], None))
             return
         key = args[0]
-        if self.open_error is not None or key in self.failed:
+        if key in self.failed or (key in self.adopted and op not in ADOPTED_OPS):
             return  # already reported; the training process decides what to do
         try:
             getattr(self, op)(*args)
         except Exception as exc:
-            self.failed[key] = f"tracking failed ({op}): {one_line(exc)}"
             traceback.print_exc(file=sys.stderr)
+            self.failed[key] = self.failure(f"tracking failed ({op})", exc)
             self.reply(("error", key, self.failed[key]))
             if op != "start_run" and key in self.runs:
                 try:
                     with_retries(self.client.set_terminated, self.runs.pop(key), "FAILED")
                 except Exception:
-                    pass
+                    traceback.print_exc(file=sys.stderr)
+
+
+def metrics_layout_problem(store):
+    """None if MLflow's metrics table (model and database) is what the bulk insert writes."""
+    try:
+        from mlflow.store.tracking.dbmodels.models import SqlMetric
+        from sqlalchemy import inspect
+
+        table = SqlMetric.__table__
+        model = set(table.columns.keys())
+        in_database = {c["name"] for c in inspect(store.engine).get_columns(table.name)}
+    except Exception as exc:  # moved, renamed: the fast path's assumptions no longer hold
+        return f"MLflow's metrics table is not where the bulk insert expects ({one_line(exc)})"
+    if model != METRIC_COLUMNS or in_database != METRIC_COLUMNS:
+        return (f"MLflow's metrics table has columns {sorted(in_database)} "
+                f"(model: {sorted(model)}), the bulk insert writes {sorted(METRIC_COLUMNS)}")
+    return None
+
+
+def store_lock(uri):
+    """SQLite: a file lock beside the database while MLflow creates or migrates it.
+
+    Several processes creating one fresh database at once corrupt it for good (two terminals,
+    a SLURM job array); a server or a database server serialises that itself.
+    """
+    from filelock import FileLock
+
+    from src.tracking.store import sqlite_path
+
+    db = sqlite_path(uri)
+    if db is None:
+        return contextlib.nullcontext()
+    return FileLock(f"{db}.lock", timeout=STORE_LOCK_TIMEOUT_S)
+
+
+def log_to(path):
+    """From now on our stdout and stderr (MLflow's warnings, tracebacks) go to this file."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    for target in (1, 2):
+        os.dup2(fd, target)
+    os.close(fd)
 
 
 def with_retries(operation, *args, attempts: int = 8, **kwargs):
@@ -236,8 +365,9 @@ def with_retries(operation, *args, attempts: int = 8, **kwargs):
 
 
 def one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text[:300]}"
+    from src.tracking.store_check import one_line as _one_line
+
+    return _one_line(exc)
 
 
 def redact(uri: str) -> str:
@@ -258,11 +388,16 @@ def main() -> None:
     outbox = Connection(os.dup(sys.stdout.fileno()), readable=False)
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not corrupt replies
 
+    sending = threading.Lock()  # the reader thread answers the store check itself
+
     def reply(message):
-        try:
-            outbox.send(message)
-        except (BrokenPipeError, OSError):
-            pass
+        with sending:
+            try:
+                outbox.send(message)
+            except (BrokenPipeError, OSError):
+                pass
+
+    writer = StoreWriter(reply)
 
     # A reader thread empties the pipe as fast as messages come, so that the training process
     # never blocks on a full pipe while we are busy writing to the store.
@@ -271,25 +406,28 @@ def main() -> None:
     def read_all():
         while True:
             try:
-                inbox_queue.put(inbox.recv())
+                message = inbox.recv()
             except (EOFError, pickle.UnpicklingError, OSError):
                 inbox_queue.put(None)
                 return
+            if message[0] == "open":  # check the store now, not after MLflow's import
+                writer.check(*message[1:])
+                writer.checked_uri = message[1]
+            inbox_queue.put(message)
 
     threading.Thread(target=read_all, daemon=True).start()
     import mlflow  # noqa: F401  (now, while the training process starts up, not at the first run)
 
-    recorder = Recorder(reply)
     while True:
         message = inbox_queue.get()
-        if message is None:
-            recorder.kill_open_runs()  # the training process is gone
+        if message is None:  # the training process is gone
+            writer.terminate_runs("KILLED")
             return
         if message[0] == "close":
-            recorder.kill_open_runs()
+            writer.terminate_runs("KILLED")
             reply(("closed",))
             return
-        recorder.handle(message)
+        writer.handle(message)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,53 @@
+"""Hydra plugin: the sweeper conf/train.yaml selects (hydra/sweeper=validating).
+
+Hydra loads sweepers only from the `hydra_plugins` package, hence this small module; what it
+does with the sweep lives in src/tracking/sweep.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.types import HydraContext
+from omegaconf import DictConfig
+
+
+class ValidatingSweeper(BasicSweeper):
+    """Hydra's basic sweeper, plus our checks on every job before a batch is launched.
+
+    The basic sweeper composes every job of a batch before launching it (composition errors);
+    we also run config.validate on each, so a sweep with any bad job is refused, in one line,
+    before its first job or its parent run exists; then the parent opens. The launcher is handed
+    those compositions instead of composing each job again (compose_once; see the README for
+    what it saves).
+    """
+
+    def __init__(self, max_batch_size=None, params=None, compose_once: bool = True) -> None:
+        super().__init__(max_batch_size=max_batch_size, params=params)
+        self.compose_once = compose_once
+
+    def setup(self, *, hydra_context: HydraContext, task_function, config: DictConfig) -> None:
+        from src.tracking.sweep import ComposeOnceLoader, ReportingLauncher
+
+        if self.compose_once:
+            hydra_context = HydraContext(
+                config_loader=ComposeOnceLoader(hydra_context.config_loader),
+                callbacks=hydra_context.callbacks)
+        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        self.launcher = ReportingLauncher(self.launcher, Path(config.hydra.sweep.dir))
+
+    def validate_batch_is_legal(self, batch) -> None:
+        from src.config import validate
+        from src.tracking import sweep
+
+        loader = self.hydra_context.config_loader
+        for overrides in batch:
+            cfg = loader.load_sweep_config(self.config, list(overrides))
+            validate(cfg)
+            if isinstance(loader, sweep.ComposeOnceLoader):
+                loader.remember(overrides, cfg)
+        current = sweep.current()
+        if current is not None:
+            current.begin()  # all good: the sweep's parent run may now exist
+            current.expect(len(batch))
