@@ -25,7 +25,10 @@ from src.config import (
     ConfigError,
     composed_variant,
     config_hash,
+    implementation_name,
+    model_name,
     register,
+    seed_group_hash,
     validate,
 )
 from src.preflight import describe, validate_every_job
@@ -86,9 +89,11 @@ def train_tracked(cfg: DictConfig, extra_tags: dict | None = None,
     parent = sweep.parent_for(recorder)
     run = recorder.start_run(
         run_name=f"{variant}-lr{cfg.lr:g}-seed{cfg.seed}",
-        tags={"variant": variant, "model": cfg.model.name,
-              "implementation": cfg.implementation.name, "optimizer": cfg.optimizer.name,
-              "mlflow.source.name": "src.train", "config_hash": config_hash(cfg), **git_tags(),
+        tags={"variant": variant, "model": model_name(cfg),
+              "implementation": implementation_name(cfg), "optimizer": cfg.optimizer.name,
+              "scheduler": cfg.scheduler.name if cfg.get("scheduler") else "none",
+              "mlflow.source.name": "src.train", "config_hash": config_hash(cfg),
+              "seed_group": seed_group_hash(cfg), **git_tags(),
               **(extra_tags or {})},
         params=config_params(cfg),
         parent=parent,
@@ -97,7 +102,7 @@ def train_tracked(cfg: DictConfig, extra_tags: dict | None = None,
     overrides = task_overrides() if overrides is None else overrides
     run.log_text("overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(overrides)))
     try:
-        result = fit(cfg, on_losses=run.log_losses)
+        result = fit(cfg, on_losses=run.log_losses, on_lrs=lambda *rows: log_series(run, "lr", *rows))
     except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (Terminated)
         run.set_tags({"interrupted": type(stop).__name__})
         run.end("KILLED")
@@ -109,7 +114,7 @@ def train_tracked(cfg: DictConfig, extra_tags: dict | None = None,
     last_step = len(result.losses) - 1
     now_ms = time.time_ns() // 1_000_000
     diverged = result.diverged_step is not None
-    best = optimum.optimum_loss(cfg.model.name)
+    best = optimum.optimum_loss(model_name(cfg))
     reached = optimum.steps_to_within(result.losses, best, tolerance=0.01)
     run.log_metrics({"final_loss": None if diverged else result.final_loss,
                      "optimum_loss": best,
@@ -125,6 +130,13 @@ def train_tracked(cfg: DictConfig, extra_tags: dict | None = None,
                     f"{variant} (lr={cfg.lr:g}, seed={cfg.seed})")
     run.end("FAILED" if diverged else "FINISHED")
     return result
+
+
+def log_series(run, key: str, first_step: int, values: list, stamps: list) -> None:
+    """A metric at every step, a batch at a time, like the loss (one message, not one per step)."""
+    # TODO(integrator): a public Run method in src/tracking/client.py would replace _send here.
+    run.recorder._send(("metrics", run.key, [(key, float(v), ts, first_step + i)
+                                             for i, (v, ts) in enumerate(zip(values, stamps))]))
 
 
 def config_params(cfg: DictConfig) -> dict:

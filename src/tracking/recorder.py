@@ -63,6 +63,8 @@ class Recorder:
                 if exp.lifecycle_stage == "deleted":
                     with_retries(self.client.restore_experiment, exp.experiment_id)
                 self.experiment_id = exp.experiment_id
+            from src.report.mlflow_ui import describe_experiment
+            with_retries(describe_experiment, self.client, self.experiment_id)
         except Exception as exc:  # unreachable server, bad URI, broken database
             self.open_error = f"tracking store {redact(uri)} is not usable: {one_line(exc)}"
             self.reply(("error", None, self.open_error))
@@ -177,6 +179,8 @@ class Recorder:
         now = int(time.time() * 1000)
         self.metrics(key, [("n_jobs", len(children) + skipped, now, 0)]
                      + [(f"n_{k}", v, now, 0) for k, v in counts.items()])
+        from src.report.mlflow_ui import NOTE_TAG, sweep_markdown
+        with_retries(self.client.set_tag, run_id, NOTE_TAG, sweep_markdown(children))
         self.end_run(key, status)
 
     def kill_open_runs(self):
