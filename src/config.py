@@ -1,8 +1,8 @@
 """Typed config schema, Hydra registration, and the checks that refuse bad input before any run.
 
-The YAML groups live in conf/ (model, implementation, optimizer, device) and the named tutorial
-presets in experiments/; this module registers the schema they are checked against and the
-presets as the Hydra group `experiment`.
+The YAML groups live in conf/ (model, implementation, optimizer, scheduler, device; components
+named by `_target_`) and the named tutorial presets in experiments/; this module registers the
+schema they are checked against and the presets as the Hydra group `experiment`.
 """
 
 from __future__ import annotations
@@ -15,14 +15,12 @@ from pathlib import Path
 from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import II, MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO_ROOT / "conf"
 EXPERIMENTS_DIR = REPO_ROOT / "experiments"
 CONFIG_NAME = "train"
-
-DEVICES = ("cpu", "cuda", "auto")
 
 
 @dataclass

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -102,7 +103,7 @@ def train_tracked(cfg: DictConfig, extra_tags: dict | None = None,
     overrides = task_overrides() if overrides is None else overrides
     run.log_text("overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(overrides)))
     try:
-        result = fit(cfg, on_losses=run.log_losses, on_lrs=lambda *rows: log_series(run, "lr", *rows))
+        result = fit(cfg, on_losses=run.log_losses, on_lrs=functools.partial(log_series, run, "lr"))
     except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (Terminated)
         run.set_tags({"interrupted": type(stop).__name__})
         run.end("KILLED")

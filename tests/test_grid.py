@@ -31,7 +31,7 @@ STEPS = 5
 
 
 def test_grid_is_what_ships():
-    assert MODELS == tuple(families.names()) == ("cubic", "dynamic", "legendre")
+    assert MODELS == ("cubic", "dynamic", "legendre") and set(MODELS) <= set(families.names())
     assert OPTIMIZERS == ("adam", "adamw", "manual_sgd", "momentum", "rmsprop", "sgd")
     assert IMPLEMENTATIONS == ("autograd", "module", "nn", "numpy", "tensor")
     assert len(GRID) == 90 and len(REFUSED) == 12 and len(SUPPORTED) == 78
