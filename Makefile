@@ -19,11 +19,12 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-ui: $(STAMP)
+ui: $(STAMP)  # prints the address that opens the experiment on its runs
+	@$(BIN)/python -m src.report.mlflow_ui --base http://127.0.0.1:5000
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
 
-bench: $(STAMP)
-	$(BIN)/python experiments/benchmark.py
+bench: $(STAMP)  # every benchmark in benchmarks/
+	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from src.tracking.store import redact, sqlite_path, tracking_uri
+from src.report.runs import ReadError, experiment_named, fetch_history, get_run, open_client
 from src.tracking.uri_secrets import redact_text
 
 # Last loss the tutorial printed (step 1999; 29999 for dynamic), per preset.
@@ -26,26 +26,14 @@ TUTORIAL_FINAL_LOSS = {
 }
 
 
-class CardError(Exception):
-    pass
-
-
 def find_run(client, run_id: str | None, experiment: str):
-    from mlflow.exceptions import MlflowException
-
     if run_id:
-        try:
-            return client.get_run(run_id)
-        except MlflowException:
-            raise CardError(f"run {run_id}: no such run in {redact(client.tracking_uri)}") from None
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        names = ", ".join(e.name for e in client.search_experiments()) or "none"
-        raise CardError(f"experiment {experiment!r}: not found; experiments here: {names}")
+        return get_run(client, run_id)
+    exp = experiment_named(client, experiment)
     runs = client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"],
                               max_results=1)
     if not runs:
-        raise CardError(f"experiment {experiment!r}: has no runs")
+        raise ReadError(f"experiment {experiment!r}: has no runs")
     return runs[0]
 
 
@@ -53,7 +41,7 @@ def render(client, run) -> str:
     info, data = run.info, run.data
     p, m, t = data.params, data.metrics, data.tags
     variant = t.get("variant", "?")
-    history = client.get_metric_history(info.run_id, "loss")
+    history = fetch_history(client, info.run_id)
     steps = len(history)
     log_every = int(p.get("log_every", 100))
     wall = m.get("wall_time_s")
@@ -61,8 +49,8 @@ def render(client, run) -> str:
         f"# Run card: {info.run_name}",
         "",
         f"- run id: `{info.run_id}` ({info.status})",
-        f"- variant: **{variant}** — model `{p.get('model.name')}`, implementation "
-        f"`{p.get('implementation.name')}`, optimizer `{p.get('optimizer.name')}`, "
+        f"- variant: **{variant}** — model `{t.get('model')}`, implementation "
+        f"`{t.get('implementation')}`, optimizer `{t.get('optimizer')}`, "
         f"lr {p.get('lr')}, seed {p.get('seed')}, device `{t.get('device', '?')}`",
         f"- code: {t.get('mlflow.source.git.commit', 'unknown')}"
         + (" (uncommitted changes)" if t.get("git_dirty") == "true" else ""),
@@ -81,7 +69,8 @@ def render(client, run) -> str:
     lines += ["", f"Result: {t.get('formula', '?')}", "", "| coefficient | value |", "|---|---|"]
     lines += [f"| {k[5:]} | {m[k]:.6g} |" for k in coefs]
     lines += ["", "Loss, as the tutorial prints it:", "", "```"]
-    lines += [f"{h.step} {h.value}" for h in history if h.step % log_every == log_every - 1]
+    lines += [f"{step} {value}" for step, value in enumerate(history)
+              if step % log_every == log_every - 1]
     lines += ["```", "", "Artifacts: " + ", ".join(a.path for a in client.list_artifacts(info.run_id))]
     return "\n".join(lines) + "\n"
 
@@ -95,17 +84,10 @@ def main(argv=None) -> int:
     parser.add_argument("--out", help="also write the card to this file")
     args = parser.parse_args(argv)
 
-    from mlflow import MlflowClient
-
-    uri = tracking_uri(args.uri)
-    db = sqlite_path(uri)
-    if db is not None and not db.exists():  # reading must not create an empty store
-        print(f"error: no tracking store at {db}; run `python -m src.train` first", file=sys.stderr)
-        return 2
-    client = MlflowClient(uri)
     try:
+        client = open_client(args.uri)  # reading must not create an empty store
         card = redact_text(render(client, find_run(client, args.run_id, args.experiment)))
-    except CardError as exc:
+    except ReadError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     sys.stdout.write(card)

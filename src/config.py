@@ -1,8 +1,8 @@
 """Typed config schema, Hydra registration, and the checks that refuse bad input before any run.
 
-The YAML groups live in conf/ (model, implementation, optimizer, device) and the named tutorial
-presets in experiments/; this module registers the schema they are checked against and the
-presets as the Hydra group `experiment`.
+The YAML groups live in conf/ (model, implementation, optimizer, scheduler, device; components
+named by `_target_`) and the named tutorial presets in experiments/; this module registers the
+schema they are checked against and the presets as the Hydra group `experiment`.
 """
 
 from __future__ import annotations
@@ -12,46 +12,21 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import II, MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO_ROOT / "conf"
 EXPERIMENTS_DIR = REPO_ROOT / "experiments"
 CONFIG_NAME = "train"
 
-MODELS = ("cubic", "legendre", "dynamic")
-IMPLEMENTATIONS = ("numpy", "tensor", "autograd", "nn", "module")
-OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
-DEVICES = ("cpu", "cuda", "auto")
-# Which models each implementation can express; every optimizer works with every implementation.
-SUPPORTED_MODELS = {
-    "numpy": MODELS,
-    "tensor": MODELS,
-    "autograd": MODELS,
-    "nn": ("cubic",),  # Linear(3, 1) on (x, x^2, x^3) is exactly the cubic
-    "module": MODELS,
-}
-
 
 @dataclass
 class ModelConfig:
-    name: str = MISSING
+    _target_: str = MISSING  # a src.families.Family subclass
     init: Optional[List[float]] = None  # None: standard-normal draws, as in the tutorial
-
-
-@dataclass
-class ImplementationConfig:
-    name: str = MISSING
-
-
-@dataclass
-class OptimizerConfig:
-    name: str = MISSING
-    lr: float = II("lr")  # the top-level `lr` is the knob; logged here too as optimizer.lr
-    momentum: float = 0.0
 
 
 @dataclass
@@ -68,8 +43,9 @@ class TrackingConfig:
 @dataclass
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
-    implementation: ImplementationConfig = field(default_factory=ImplementationConfig)
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    implementation: Any = MISSING  # _target_: a src.implementations.Style subclass
+    optimizer: Any = MISSING  # _target_ + _partial_ + name + the constructor's keywords
+    scheduler: Any = None  # the same for a torch.optim.lr_scheduler class, or none
     device: DeviceConfig = field(default_factory=DeviceConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     lr: float = MISSING
@@ -105,28 +81,47 @@ def composed_variant(cfg: DictConfig) -> str:
     """The name a run is grouped under: its preset, or its choices."""
     if cfg.variant:
         return str(cfg.variant)
-    return f"{cfg.model.name}-{cfg.implementation.name}-{cfg.optimizer.name}"
+    name = f"{model_name(cfg)}-{implementation_name(cfg)}-{cfg.optimizer.name}"
+    return name + (f"-{cfg.scheduler.name}" if cfg.get("scheduler") else "")
 
 
-def config_hash(cfg: DictConfig) -> str:
-    """Identity of what a run computes: the resolved config minus where it is tracked."""
+def model_name(cfg: DictConfig) -> str:
+    from src import families
+
+    return families.of(cfg.model).name
+
+
+def implementation_name(cfg: DictConfig) -> str:
+    from hydra.utils import get_class
+
+    return get_class(str(cfg.implementation._target_)).name
+
+
+def _hash(cfg: DictConfig, leave_out: tuple) -> str:
     content = OmegaConf.to_container(cfg, resolve=True)
-    for key in ("tracking", "resume"):
+    for key in leave_out:
         content.pop(key, None)
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def _one_of(key: str, value: str, allowed) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{key}={value}: unknown; allowed: {', '.join(allowed)}")
+def config_hash(cfg: DictConfig) -> str:
+    """Identity of what a run computes: the resolved config minus where it is tracked."""
+    return _hash(cfg, ("tracking", "resume"))
+
+
+def seed_group_hash(cfg: DictConfig) -> str:
+    """Identity of a configuration across seeds: runs that differ only in `seed` share it."""
+    return _hash(cfg, ("tracking", "resume", "seed"))
 
 
 def validate(cfg: DictConfig) -> None:
-    """Refuse what cannot run, with one line naming the key and the allowed values."""
-    _one_of("model", cfg.model.name, MODELS)
-    _one_of("implementation", cfg.implementation.name, IMPLEMENTATIONS)
-    _one_of("optimizer", cfg.optimizer.name, OPTIMIZERS)
-    _one_of("device", cfg.device.name, DEVICES)
+    """Refuse what cannot run, with one line naming the key and the allowed values.
+
+    Unknown options of a group (model=foo, optimizer=foo, ...) Hydra refuses itself, listing
+    the options it found on its search path.
+    """
+    from src import families
+
     if not (cfg.lr > 0 and math.isfinite(cfg.lr)):
         raise ConfigError(f"lr={cfg.lr}: must be a finite number > 0")
     if cfg.steps <= 0:
@@ -135,32 +130,38 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"log_every={cfg.log_every}: must be an integer > 0")
     if not 0 <= cfg.seed <= 2**32 - 1:  # numpy's seed range
         raise ConfigError(f"seed={cfg.seed}: must be an integer in 0..{2**32 - 1}")
-    if not 0 <= cfg.optimizer.momentum < 1:
-        raise ConfigError(f"optimizer.momentum={cfg.optimizer.momentum}: must be in [0, 1)")
-    if cfg.optimizer.name == "adam" and cfg.optimizer.momentum != 0:
-        raise ConfigError("optimizer.momentum: adam takes none; "
-                          "momentum applies to optimizer: sgd, momentum, rmsprop")
-    impl, model = cfg.implementation.name, cfg.model.name
-    if model not in SUPPORTED_MODELS[impl]:
-        supported = ", ".join(SUPPORTED_MODELS[impl])
+    try:
+        family = families.of(cfg.model)
+    except (ImportError, AttributeError, TypeError) as exc:
+        raise ConfigError(f"model._target_={cfg.model._target_}: {exc}") from None
+    from src import implementations, optimizers  # torch: the run needs it next anyway
+
+    style = implementations.of(cfg.implementation)
+    if not style.supports(family):
         raise ConfigError(
-            f"model={model} with implementation={impl} is not supported; "
-            f"implementation={impl} supports model: {supported}"
+            f"model={family.name} with implementation={style.name} is not supported; "
+            f"implementation={style.name} supports model: {', '.join(style.families)}"
         )
-    n_coefs = 5 if model == "dynamic" else 4
+    n_coefs = len(family.coefficient_names)
     if cfg.model.init is not None and len(cfg.model.init) != n_coefs:
         raise ConfigError(
-            f"model.init={list(cfg.model.init)}: model={model} needs {n_coefs} values or null"
+            f"model.init={list(cfg.model.init)}: model={family.name} needs {n_coefs} values or null"
         )
-    if impl == "numpy" and cfg.device.name == "cuda":
-        raise ConfigError("device=cuda with implementation=numpy: numpy runs on the CPU; "
-                          "allowed device: cpu, auto")
+    if style.cpu_only and cfg.device.name == "cuda":
+        raise ConfigError(f"device=cuda with implementation={style.name}: {style.name} runs on "
+                          "the CPU; allowed device: cpu, auto")
     if cfg.device.name == "cuda":
         import torch
 
         if not torch.cuda.is_available():
             raise ConfigError("device=cuda: CUDA is not available on this machine; "
                               "allowed here: cpu, auto")
+    try:
+        optimizers.check_optimizer(cfg.optimizer)
+        if cfg.get("scheduler"):
+            optimizers.check_scheduler(cfg.scheduler)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def compose(overrides=()) -> DictConfig:

@@ -8,29 +8,25 @@ zero-copy tensors.
 
 Parameter creation draws from the same generators in the same order as the tutorial's scripts:
 numpy.random for numpy, torch.randn on the device for raw tensors, nn.Linear's own init for nn.
+
+Each style is a `Style` subclass named by conf/implementation/<name>.yaml with `_target_`; the
+styles, like the model families, are found from the config group, not from a list here.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import random
 
 import numpy as np
 import torch
 
+from src.families import N_POINTS, X_RANGE, data
 from src.models import PolynomialModule
-
-N_POINTS = 2000
-
-
-def numpy_data():
-    x = np.linspace(-math.pi, math.pi, N_POINTS)
-    return x, np.sin(x)
 
 
 def torch_data(device):
-    x = torch.linspace(-math.pi, math.pi, N_POINTS, device=device, dtype=torch.float)
+    x = torch.linspace(*X_RANGE, N_POINTS, device=device, dtype=torch.float)
     return x, torch.sin(x)
 
 
@@ -59,7 +55,7 @@ class HandWrittenGradients:
         self.family = family
         self.numpy = device is None
         if self.numpy:
-            self.x, self.y = numpy_data()
+            self.x, self.y = data()
             names = family.coefficient_names
             values = [np.random.randn() for _ in names] if init is None else list(init)
             self.array = np.array(values, dtype=np.float64)
@@ -148,10 +144,58 @@ def custom_module(family, init, device):
                     lambda: [p.item() for p in model.parameters()])
 
 
-def build(name: str, family, init, device):
-    if name == "numpy":
+class Style:
+    """An implementation style: which families it can express and how it builds a strategy."""
+
+    name = ""
+    families: tuple | None = None  # None: every family
+    cpu_only = False
+
+    def supports(self, family) -> bool:
+        return self.families is None or family.name in self.families
+
+    def build(self, family, init, device):
+        raise NotImplementedError
+
+
+class Numpy(Style):
+    name, cpu_only = "numpy", True
+
+    def build(self, family, init, device):
         return HandWrittenGradients(family, init, None)
-    if name == "tensor":
+
+
+class Tensor(Style):
+    name = "tensor"
+
+    def build(self, family, init, device):
         return HandWrittenGradients(family, init, device)
-    return {"autograd": raw_autograd, "nn": sequential, "module": custom_module}[name](
-        family, init, device)
+
+
+class RawAutograd(Style):
+    name = "autograd"
+
+    def build(self, family, init, device):
+        return raw_autograd(family, init, device)
+
+
+class Sequential(Style):
+    name = "nn"
+    families = ("cubic",)  # Linear(3, 1) on (x, x^2, x^3) is exactly the cubic
+
+    def build(self, family, init, device):
+        return sequential(family, init, device)
+
+
+class CustomModule(Style):
+    name = "module"
+
+    def build(self, family, init, device):
+        return custom_module(family, init, device)
+
+
+def of(implementation_cfg) -> Style:
+    """The style a config node names with `_target_`."""
+    from hydra.utils import get_class
+
+    return get_class(str(implementation_cfg._target_))()

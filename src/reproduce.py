@@ -19,8 +19,11 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from src.report.runs import ReadError, fetch_history, get_run, open_client
+from src.tracking.uri_secrets import redact_text
 
-class ReproduceError(Exception):
+
+class ReproduceError(ReadError):
     pass
 
 
@@ -68,37 +71,27 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
     from src.config import ConfigError
     from src.tracking.client import TrackingError, close_all
     from src.tracking.provenance import git_tags
-    from src.tracking.store import redact, sqlite_path, tracking_uri
+    from src.tracking.store import tracking_uri
     from src.train import train_tracked
 
     uri = tracking_uri(args.uri)
-    db = sqlite_path(uri)
     try:
-        if db is not None and not db.exists():
-            raise ReproduceError(f"no tracking store at {db}")
-        client = MlflowClient(uri)
-        try:
-            original = client.get_run(args.run_id)
-        except MlflowException:
-            raise ReproduceError(f"run {args.run_id}: no such run in {redact(uri)}") from None
+        client = open_client(uri)
+        original = get_run(client, args.run_id)
         cfg = logged_config(client, original)
         experiment = client.get_experiment(original.info.experiment_id).name
         cfg.tracking.uri, cfg.tracking.experiment = uri, experiment  # beside the original
-        logged = [m.value for m in sorted(client.get_metric_history(args.run_id, "loss"),
-                                          key=lambda m: m.step)]
+        logged = fetch_history(client, args.run_id).tolist()
         result = train_tracked(cfg, extra_tags={"reproduces": args.run_id},
                                overrides=[f"reproduce {args.run_id}"])
         errors = close_all()  # everything written before we report
         if errors:
             raise TrackingError(errors[0])
-    except (ReproduceError, ConfigError, TrackingError) as exc:
-        print(f"error: {redact(str(exc))}", file=sys.stderr)
+    except (ReadError, ConfigError, TrackingError) as exc:
+        print(f"error: {redact_text(str(exc))}", file=sys.stderr)
         return 2
 
     then = original.data.tags.get("mlflow.source.git.commit")

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -26,7 +27,10 @@ from src.config import (
     ConfigError,
     composed_variant,
     config_hash,
+    implementation_name,
+    model_name,
     register,
+    seed_group_hash,
     validate,
 )
 from src.preflight import describe
@@ -95,10 +99,11 @@ def train_tracked(cfg: DictConfig, extra_tags: dict | None = None,
     run = recorder.start_run(
         run_name=f"{variant}-lr{cfg.lr:g}-seed{cfg.seed}",
         tags=redact_values({
-            "variant": variant, "model": cfg.model.name,
-            "implementation": cfg.implementation.name, "optimizer": cfg.optimizer.name,
-            "mlflow.source.name": "src.train", "config_hash": config_hash(cfg), **git_tags(),
-            **(extra_tags or {})}),
+            "variant": variant, "model": model_name(cfg),
+            "implementation": implementation_name(cfg), "optimizer": cfg.optimizer.name,
+            "scheduler": cfg.scheduler.name if cfg.get("scheduler") else "none",
+            "mlflow.source.name": "src.train", "config_hash": config_hash(cfg),
+            "seed_group": seed_group_hash(cfg), **git_tags(), **(extra_tags or {})}),
         params=config_params(cfg),
         parent=parent,
     )
@@ -108,7 +113,8 @@ def train_tracked(cfg: DictConfig, extra_tags: dict | None = None,
     run.log_text("overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(overrides)))
     try:
         with recorder.training(run):  # the recorder dying stops the training at once
-            result = fit(cfg, on_losses=run.log_losses)
+            result = fit(cfg, on_losses=run.log_losses,
+                         on_lrs=functools.partial(log_series, run, "lr"))
     except RecorderLost as lost:  # the recorder died, or the store failed under the run
         raise recorder.close_lost(run, str(lost)) from None
     except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (Terminated)
@@ -122,7 +128,7 @@ def train_tracked(cfg: DictConfig, extra_tags: dict | None = None,
     last_step = len(result.losses) - 1
     now_ms = time.time_ns() // 1_000_000
     diverged = result.diverged_step is not None
-    best = optimum.optimum_loss(cfg.model.name)
+    best = optimum.optimum_loss(model_name(cfg))
     reached = optimum.steps_to_within(result.losses, best, tolerance=0.01)
     run.log_metrics({"final_loss": None if diverged else result.final_loss,
                      "optimum_loss": best,
@@ -138,6 +144,13 @@ def train_tracked(cfg: DictConfig, extra_tags: dict | None = None,
                     f"{variant} (lr={cfg.lr:g}, seed={cfg.seed})")
     run.end("FAILED" if diverged else "FINISHED")
     return result
+
+
+def log_series(run, key: str, first_step: int, values: list, stamps: list) -> None:
+    """A metric at every step, a batch at a time, like the loss (one message, not one per step)."""
+    # TODO(integrator): a public Run method in src/tracking/client.py would replace _send here.
+    run.recorder._send(("metrics", run.key, [(key, float(v), ts, first_step + i)
+                                             for i, (v, ts) in enumerate(zip(values, stamps))]))
 
 
 def config_params(cfg: DictConfig) -> dict:

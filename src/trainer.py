@@ -14,8 +14,7 @@ import torch
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from src import implementations, optimizers
-from src.models import FAMILIES
+from src import families, implementations, optimizers
 
 log = logging.getLogger(__name__)
 
@@ -24,12 +23,14 @@ log = logging.getLogger(__name__)
 FLUSH_EVERY = 5000
 PROGRESS_DELAY_S = 3.0  # the bar appears only for runs longer than this
 
-LossCallback = Callable[[int, list, list], None]  # (first step, losses, timestamps in ms)
+# (first step, values, timestamps in ms): the loss of each step, or (with a scheduler) its lr
+SeriesCallback = Callable[[int, list, list], None]
 
 
 @dataclass
 class FitResult:
     losses: list  # loss at step 0, 1, ... (up to, not including, a non-finite one)
+    lrs: Optional[list]  # with a scheduler: the learning rate each step's update used
     coefficients: dict
     formula: str
     wall_time_s: float
@@ -52,31 +53,38 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_device(device_name: str, implementation: str) -> Optional[torch.device]:
-    """None for numpy (float64 on the CPU); otherwise the torch device, `auto` = cuda if present."""
-    if implementation == "numpy":
+def resolve_device(device_name: str, style) -> Optional[torch.device]:
+    """None for a CPU-only style (numpy, float64); otherwise the torch device, `auto` = cuda if
+    present."""
+    if style.cpu_only:
         return None
     if device_name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device_name)
 
 
-def fit(cfg, on_losses: Optional[LossCallback] = None) -> FitResult:
+def fit(cfg, on_losses: Optional[SeriesCallback] = None,
+        on_lrs: Optional[SeriesCallback] = None) -> FitResult:
     """Train one configured variant; `cfg` must have passed config.validate."""
     seed_everything(cfg.seed)
-    family = FAMILIES[cfg.model.name]
-    device = resolve_device(cfg.device.name, cfg.implementation.name)
-    strategy = implementations.build(cfg.implementation.name, family, cfg.model.init, device)
+    family = families.of(cfg.model)
+    style = implementations.of(cfg.implementation)
+    device = resolve_device(cfg.device.name, style)
+    strategy = style.build(family, cfg.model.init, device)
     optimizer = optimizers.build(cfg.optimizer, strategy.params)
+    scheduler = optimizers.build(cfg.scheduler, optimizer) if cfg.get("scheduler") else None
 
     steps, log_every = int(cfg.steps), int(cfg.log_every)  # plain ints: DictConfig access is slow
     losses, stamps, flushed = [], [], 0
+    lrs = [] if scheduler is not None else None
     diverged_step = None
 
     def flush():
         nonlocal flushed
         if on_losses is not None and flushed < len(losses):
             on_losses(flushed, losses[flushed:], stamps[flushed:])
+        if on_lrs is not None and lrs and flushed < len(lrs):
+            on_lrs(flushed, lrs[flushed:], stamps[flushed:])
         progress.update(len(losses) - flushed)
         flushed = len(losses)
 
@@ -93,8 +101,12 @@ def fit(cfg, on_losses: Optional[LossCallback] = None) -> FitResult:
                     break
                 losses.append(loss)
                 stamps.append(time.time_ns() // 1_000_000)
+                if scheduler is not None:
+                    lrs.append(optimizer.param_groups[0]["lr"])
                 optimizer.step()
                 optimizer.zero_grad()
+                if scheduler is not None:
+                    scheduler.step()
                 if t % log_every == log_every - 1:
                     log.info("%d %s", t, loss)
                 if len(losses) - flushed >= FLUSH_EVERY:
@@ -109,5 +121,5 @@ def fit(cfg, on_losses: Optional[LossCallback] = None) -> FitResult:
     log.info("Result: %s", formula)
     x = strategy.x if device is None else strategy.x.cpu().numpy()
     y = strategy.y if device is None else strategy.y.cpu().numpy()
-    return FitResult(losses, coefficients, formula, wall_time_s, diverged_step,
+    return FitResult(losses, lrs, coefficients, formula, wall_time_s, diverged_step,
                      str(device or "cpu"), x, y, strategy.predict())

@@ -4,7 +4,8 @@ A real end-to-end check in a headless browser: a small sweep is run through the 
 throwaway SQLite store, `mlflow server` is started on it, and the system Chromium (Debian's
 `chromium` package, driven by Playwright) opens the experiment's runs page. The test expands the
 sweep's parent run and checks that its four jobs appear under it, then opens the loss chart and
-MLflow's compare page. Screenshots go to a temporary folder; with HARNESS_UPDATE_SCREENSHOTS=1
+MLflow's compare page. The experiment's plain address lands on the runs (not MLflow 3's GenAI
+overview), and the parent run's page shows the sweep's comparison table as its description. Screenshots go to a temporary folder; with HARNESS_UPDATE_SCREENSHOTS=1
 they replace the committed ones in tests/ui/ (mlflow-sweep.png is the one in the README).
 
 Needs: the `chromium` apt package and the `playwright` pip package (the dev extra). Without them
@@ -36,6 +37,7 @@ UI_DIR = (REPO_ROOT / "tests" / "ui" if os.environ.get("HARNESS_UPDATE_SCREENSHO
           else Path(os.environ.get("TMPDIR", "/tmp")) / f"harness-ui-{os.getpid()}")
 SWEEP_SHOT = UI_DIR / "mlflow-sweep.png"
 COMPARE_SHOT = UI_DIR / "mlflow-compare.png"
+PARENT_SHOT = UI_DIR / "mlflow-parent.png"
 
 EXPERIMENT = "pytorch-examples"
 SWEEP_ARGS = ["-m", "model=cubic,legendre", "optimizer=sgd,rmsprop", "steps=100"]
@@ -246,6 +248,40 @@ def test_compare_page_shows_the_four_jobs(page, mlflow_server, sweep_store):
     UI_DIR.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(COMPARE_SHOT), full_page=True)
     assert COMPARE_SHOT.stat().st_size > 10_000
+
+
+def test_experiment_page_lands_on_the_runs(page, mlflow_server, sweep_store):
+    """The address `make ui` prints opens the runs, not MLflow 3's GenAI overview."""
+    from src.report.mlflow_ui import KIND_TAG, TRAINING_KIND, landing_url
+
+    uri, experiment_id, parent, _ = sweep_store
+    import mlflow
+
+    tags = mlflow.MlflowClient(tracking_uri=uri).get_experiment(experiment_id).tags
+    assert tags[KIND_TAG] == TRAINING_KIND and "sin(x)" in tags["mlflow.note.content"]
+    page.goto(landing_url(mlflow_server, experiment_id))
+    run_link(page, parent.info.run_id).wait_for(state="visible")
+    assert f"/experiments/{experiment_id}/runs" in page.url and "overview" not in page.url
+    page.get_by_text("matching runs").first.wait_for()
+
+
+def test_parent_description_shows_the_comparison_table(page, mlflow_server, sweep_store):
+    _, experiment_id, parent, children = sweep_store
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": 1100})
+    page.goto(f"{mlflow_server}/#/experiments/{experiment_id}/runs/{parent.info.run_id}"
+              "?workflowType=machine_learning")
+    header = page.locator("th", has_text="final_loss").first
+    header.wait_for(state="visible")
+    table = page.locator("table", has=header)
+    for column in ("variant", "seed", "gap", "wall time (s)", "status"):
+        assert table.locator("th", has_text=column).count() == 1, column
+    for child in children:  # one row per job, named by its variant
+        assert table.locator("td", has_text=child.data.tags["variant"]).count() == 1
+    cosmetic("close the assistant panel", lambda: close_assistant(page))
+    settle(page)
+    UI_DIR.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(PARENT_SHOT), full_page=True)
+    assert PARENT_SHOT.stat().st_size > 10_000
 
 
 def expect_visible(locator) -> None:

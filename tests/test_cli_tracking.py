@@ -104,10 +104,11 @@ def test_every_config_leaf_is_a_param(tutorial, expected_cfg):
     assert not missing, f"config leaves not logged as params: {missing}"
     wrong = {k: (params[k], v) for k, v in expected.items() if params[k] != v}
     assert not wrong, f"params differ from the resolved config (logged, expected): {wrong}"
-    for key in ("optimizer.lr", "model.name", "seed", "steps", "lr"):
+    for key in ("optimizer.lr", "model._target_", "seed", "steps", "lr"):
         assert key in params
     assert params["optimizer.lr"] == params["lr"] == str(5e-6)
-    assert params["model.name"] == "legendre" and params["steps"] == str(TUTORIAL_STEPS)
+    assert params["model._target_"] == "src.families.Legendre"
+    assert run.data.tags["model"] == "legendre" and params["steps"] == str(TUTORIAL_STEPS)
 
 
 def test_full_loss_history_matches_the_console(tutorial):
@@ -193,11 +194,11 @@ def assert_one_sweep_group(store, jobs):
 def test_sweep_gives_one_finished_run_per_combination(cli):
     store, jobs = job_runs_of(cli, "sweep")
     assert len(jobs) == 4, [r.info.run_name for r in jobs]
-    combos = sorted((r.data.params["model.name"], r.data.params["optimizer.name"]) for r in jobs)
+    combos = sorted((r.data.tags["model"], r.data.tags["optimizer"]) for r in jobs)
     assert combos == sorted(product(("cubic", "legendre"), ("sgd", "rmsprop")))
     client = store.client()
     for r in jobs:
-        model, optimizer = r.data.params["model.name"], r.data.params["optimizer.name"]
+        model, optimizer = r.data.tags["model"], r.data.tags["optimizer"]
         assert r.info.status == "FINISHED", (model, optimizer, r.info.status)
         assert r.data.tags["variant"] == f"{model}-module-{optimizer}"
         assert r.data.params["steps"] == "50"

@@ -206,18 +206,26 @@ def test_report_files_and_parent_artifacts(swept, cli):
     assert logged == {f"report/{name}" for name in REPORT_FILES}
 
 
-def test_fitted_curves_follow_the_models():
-    from src.models import FAMILIES
-    from src.optimum import DYNAMIC_DEPTHS, data, dynamic_design
+def test_fitted_curves_follow_the_models(monkeypatch):
+    """The figures draw each family's own forward pass (dynamic: averaged over its draws)."""
+    import random
 
-    x, _ = data()
+    from src import families
+    from src.report.figures import fitted_curve
+
+    x, _ = families.data()
     coefs = dict(zip("abcde", (0.1, -0.9, 0.2, 0.3, 0.05)))
+    run = {"final_loss": 9.0, **{f"coef/{k}": v for k, v in coefs.items()}}
     for name in ("cubic", "legendre"):
-        expected, _ = FAMILIES[name].forward([coefs[k] for k in "abcd"], x)
-        np.testing.assert_allclose(compare.fitted_curve(name, coefs, x), expected, rtol=1e-12)
-    draws = [dynamic_design(x, depth) @ [coefs[k] for k in "abcde"] for depth in DYNAMIC_DEPTHS]
-    np.testing.assert_allclose(compare.fitted_curve("dynamic", coefs, x), np.mean(draws, 0),
+        expected, _ = families.get(name).forward([coefs[k] for k in "abcd"], x)
+        np.testing.assert_allclose(fitted_curve({**run, "model": name}), expected, rtol=1e-12)
+    draws = []
+    for depth in (4, 5, 6):  # random.randint(4, 6) in Dynamic.forward, forced to each value
+        monkeypatch.setattr(random, "randint", lambda a, b, depth=depth: depth)
+        draws.append(families.get("dynamic").forward([coefs[k] for k in "abcde"], x)[0])
+    np.testing.assert_allclose(fitted_curve({**run, "model": "dynamic"}), np.mean(draws, 0),
                                rtol=1e-10, atol=1e-12)
+    assert fitted_curve({**run, "model": "nope"}) is None
 
 
 # --- bad selections ------------------------------------------------------------------------------

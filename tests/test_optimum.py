@@ -46,16 +46,15 @@ def dynamic_average_loss(w, x, y):
 
 # --- the data -------------------------------------------------------------------------------
 
-def test_data_matches_the_harness():
-    from src.implementations import (  # imports torch: fine in a test
-        N_POINTS,
-        numpy_data,
-    )
+def test_data_is_the_tutorials():
+    from src.implementations import torch_data  # imports torch: fine in a test
 
-    assert optimum.N_POINTS == N_POINTS
-    for ours, theirs in zip(optimum.data(), numpy_data()):
+    for ours, theirs in zip(optimum.data(), tutorial_data()):
         assert ours.dtype == np.float64
         np.testing.assert_array_equal(ours, theirs)
+    x32, y32 = torch_data("cpu")
+    assert len(x32) == len(tutorial_data()[0])
+    np.testing.assert_allclose(x32.numpy(), tutorial_data()[0], rtol=1e-6, atol=1e-6)
 
 
 def test_import_does_not_load_torch():

@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from tests.helpers import running_mlflow_server, running_postgres
+from tests.helpers import installed_driver, run_checked, running_mlflow_server, running_postgres
 
 CLI_TIMEOUT_S = 600
 STEPS = 500
@@ -124,6 +124,6 @@ def test_fast_path_is_taken_for_postgresql(server):
     from tests.test_fast_path import assert_fast_path_taken
 
     _, pg, _, _ = server
-    run_checked(pg.tool("createdb", "-h", "127.0.0.1", "-p", pg.port, "-U", "postgres",
+    run_checked(pg.tool("createdb", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres",
                         "fastpath"), "createdb")
     assert_fast_path_taken(f"{installed_driver()[1]}://postgres@127.0.0.1:{pg.port}/fastpath")

@@ -114,6 +114,9 @@ class StoreWriter:
             if exp.lifecycle_stage == "deleted":
                 with_retries(self.client.restore_experiment, exp.experiment_id)
             self.experiment_id = exp.experiment_id
+        from src.report.mlflow_ui import describe_experiment
+
+        with_retries(describe_experiment, self.client, self.experiment_id)
 
     def choose_metric_path(self, uri):
         """The fast path for SQL stores, if MLflow's layout is what it expects; else a warning."""
@@ -271,6 +274,8 @@ class StoreWriter:
         now = int(time.time() * 1000)
         self.metrics(key, [("n_jobs", len(children) + skipped, now, 0)]
                      + [(f"n_{k}", v, now, 0) for k, v in counts.items()])
+        from src.report.mlflow_ui import NOTE_TAG, sweep_markdown
+        with_retries(self.client.set_tag, run_id, NOTE_TAG, sweep_markdown(children))
         self.end_run(key, status)
 
     # --- dispatch -----------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""What the harness costs over the tutorial's bare loops: `python experiments/benchmark.py`.
+"""What the harness costs over the tutorial's bare loops: `python benchmarks/overhead.py`.
 
 Two measurements, both in one invocation:
 

@@ -1,6 +1,6 @@
 """Scale-out benchmark: basic vs joblib launcher, and per-run tracking cost (SQLite vs server).
 
-Run from anywhere:  python experiments/benchmark_scale.py [--repeats N] [--steps S] [--json PATH]
+Run from anywhere:  python benchmarks/scale.py [--repeats N] [--steps S] [--json PATH]
 
 1. The same 16-run sweep (the dynamic preset, 16 seeds, S steps each: 30000 as in the tutorial,
    about 7 s of training a run, where parallel workers pay off) through Hydra's basic
