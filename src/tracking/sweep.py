@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Optional, Union
 
 from hydra.experimental.callback import Callback
-from hydra.types import HydraContext
 from omegaconf import DictConfig, OmegaConf
 
 from src.tracking.client import RecorderProcess, Run, recorder_for
