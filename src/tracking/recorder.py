@@ -98,6 +98,7 @@ class StoreWriter:
         from src.tracking.uri_secrets import credentials_to_env
 
         with store_lock(uri):  # MLflow creates (or checks) the database in MlflowClient()
+            create_whole(uri)
             # http(s) credentials move to MLflow's environment variables: its messages show the URI
             self.client = MlflowClient(tracking_uri=credentials_to_env(uri))
         exp = with_retries(self.client.get_experiment_by_name, experiment)
@@ -347,6 +348,25 @@ def store_lock(uri):
     if db is None:
         return contextlib.nullcontext()
     return FileLock(f"{db}.lock", timeout=STORE_LOCK_TIMEOUT_S)
+
+
+def create_whole(uri):
+    """A fresh SQLite store is created beside its place and moved there once complete.
+
+    MLflow creates it in some thirty migrations, not in one transaction: a process killed
+    half-way would leave a database that fails every later command. Caller holds store_lock.
+    """
+    from mlflow import MlflowClient
+
+    from src.tracking.store import sqlite_path
+
+    db = sqlite_path(uri)
+    if db is None or (db.exists() and db.stat().st_size > 0):
+        return
+    partial = db.with_name(f".{db.name}.creating")
+    partial.unlink(missing_ok=True)  # what a killed creator left
+    MlflowClient(tracking_uri=f"sqlite:///{partial}")._tracking_client.store.engine.dispose()
+    os.replace(partial, db)
 
 
 def log_to(path):
