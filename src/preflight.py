@@ -30,6 +30,9 @@ def describe(exc: Exception) -> str:
         allowed = sorted(node.keys()) if node is not None else []
         if not parent:
             allowed = sorted(allowed + ["experiment"])
+        if not allowed:  # a component node (optimizer, scheduler): its keys are its constructor's
+            return (f"{key}: not in the {parent} config; a keyword its constructor takes is "
+                    f"added with +{key}=VALUE")
         return f"{key}: unknown key; allowed{' in ' + parent if parent else ''}: {', '.join(allowed)}"
     if isinstance(cause, ValidationError):
         override = re.search(r"override (\S+)", message)

@@ -114,7 +114,7 @@ def train_tracked(cfg: DictConfig, extra_tags: dict | None = None,
     try:
         with recorder.training(run):  # the recorder dying stops the training at once
             result = fit(cfg, on_losses=run.log_losses,
-                         on_lrs=functools.partial(log_series, run, "lr"))
+                         on_lrs=functools.partial(run.log_series, "lr"))
     except RecorderLost as lost:  # the recorder died, or the store failed under the run
         raise recorder.close_lost(run, str(lost)) from None
     except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (Terminated)
@@ -144,13 +144,6 @@ def train_tracked(cfg: DictConfig, extra_tags: dict | None = None,
                     f"{variant} (lr={cfg.lr:g}, seed={cfg.seed})")
     run.end("FAILED" if diverged else "FINISHED")
     return result
-
-
-def log_series(run, key: str, first_step: int, values: list, stamps: list) -> None:
-    """A metric at every step, a batch at a time, like the loss (one message, not one per step)."""
-    # TODO(integrator): a public Run method in src/tracking/client.py would replace _send here.
-    run.recorder._send(("metrics", run.key, [(key, float(v), ts, first_step + i)
-                                             for i, (v, ts) in enumerate(zip(values, stamps))]))
 
 
 def config_params(cfg: DictConfig) -> dict:

@@ -18,6 +18,8 @@ CASES = {
                            ["experiment", "autograd, custom_function, dynamic, module, nn, "
                                           "numpy, optim, tensor"]),
     "unknown-key": (["foo=1"], ["foo", "allowed", "lr", "model", "optimizer", "seed", "steps"]),
+    "optimizer-key-without-plus": (["optimizer.nesterov=true"],
+                                   ["optimizer.nesterov", "+optimizer.nesterov=VALUE"]),
     "steps-not-int": (["steps=abc"], ["steps", "abc", "Integer"]),
     "lr-not-float": (["lr=abc"], ["lr", "abc", "Float"]),
     "lr-zero": (["lr=0"], ["lr", "> 0"]),

@@ -320,6 +320,11 @@ class Run:
     def log_losses(self, first_step: int, values: list, stamps: list) -> None:
         self.recorder._send(("losses_batch", self.key, first_step, list(values), list(stamps)))
 
+    def log_series(self, key: str, first_step: int, values: list, stamps: list) -> None:
+        """A metric at consecutive steps from first_step (e.g. `lr`), sent as one message."""
+        self.recorder._send(("metrics", self.key, [(key, float(v), ts, first_step + i)
+                                                   for i, (v, ts) in enumerate(zip(values, stamps))]))
+
     def log_metrics(self, metrics: dict, step: int, timestamp_ms: int) -> None:
         rows = [(k, float(v), timestamp_ms, step) for k, v in metrics.items()
                 if v is not None and not math.isnan(float(v))]
