@@ -10,7 +10,9 @@ STAMP  := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[dev]'
+	# compat: the checkout itself goes on sys.path, so that Hydra's plugin scan finds
+	# hydra_plugins/harness_vectorized_launcher (the strict finder hides namespace portions)
+	$(BIN)/pip install -q -e '.[dev]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -81,6 +81,18 @@ def train_tracked(cfg: DictConfig, extra_tags: dict | None = None,
     from src.trainer import fit  # torch: imported once a run needs it (see main)
 
     validate(cfg)
+    run = open_run(cfg, extra_tags, overrides)
+    try:
+        result = fit(cfg, on_losses=run.log_losses)
+    except BaseException as exc:
+        end_unfinished(run, exc)
+        raise
+    record_result(cfg, run, result)
+    return result
+
+
+def open_run(cfg: DictConfig, extra_tags: dict | None = None, overrides: list | None = None):
+    """Start the run of one validated config: tags, params, config and overrides artifacts."""
     variant = composed_variant(cfg)
     recorder = recorder_for(cfg.tracking.uri, cfg.tracking.experiment)
     parent = sweep.parent_for(recorder)
@@ -96,16 +108,21 @@ def train_tracked(cfg: DictConfig, extra_tags: dict | None = None,
     run.log_text("config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     overrides = task_overrides() if overrides is None else overrides
     run.log_text("overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(overrides)))
-    try:
-        result = fit(cfg, on_losses=run.log_losses)
-    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (Terminated)
-        run.set_tags({"interrupted": type(stop).__name__})
-        run.end("KILLED")
-        raise
-    except BaseException:
-        run.end("FAILED")
-        raise
+    return run
 
+
+def end_unfinished(run, exc: BaseException) -> None:
+    """A run whose training did not return: KILLED on Ctrl-C / SIGTERM, else FAILED."""
+    if isinstance(exc, KeyboardInterrupt):  # Ctrl-C, or SIGTERM (Terminated)
+        run.set_tags({"interrupted": type(exc).__name__})
+        run.end("KILLED")
+    else:
+        run.end("FAILED")
+
+
+def record_result(cfg: DictConfig, run, result: FitResult, extra_metrics: dict | None = None,
+                  figures: bool = True) -> None:
+    """Log a finished fit's summary metrics, tags and figures, and end its run."""
     last_step = len(result.losses) - 1
     now_ms = time.time_ns() // 1_000_000
     diverged = result.diverged_step is not None
@@ -116,15 +133,17 @@ def train_tracked(cfg: DictConfig, extra_tags: dict | None = None,
                      "gap": None if diverged else optimum.gap(result.final_loss, best),
                      "steps_to_1pct": reached,
                      "wall_time_s": result.wall_time_s,
-                     **{f"coef/{k}": v for k, v in result.coefficients.items()}},
+                     **{f"coef/{k}": v for k, v in result.coefficients.items()},
+                     **(extra_metrics or {})},
                     step=max(last_step, 0), timestamp_ms=now_ms)
     run.set_tags({"formula": result.formula, "device": result.device,
                   "diverged": str(diverged).lower(),
                   **({"diverged_step": result.diverged_step} if diverged else {})})
-    run.log_figures(result.x, result.y, result.y_fit, result.formula,
-                    f"{variant} (lr={cfg.lr:g}, seed={cfg.seed})")
+    if figures:
+        variant = composed_variant(cfg)
+        run.log_figures(result.x, result.y, result.y_fit, result.formula,
+                        f"{variant} (lr={cfg.lr:g}, seed={cfg.seed})")
     run.end("FAILED" if diverged else "FINISHED")
-    return result
 
 
 def config_params(cfg: DictConfig) -> dict:

@@ -22,7 +22,9 @@ from src.tracking.client import Recorder, Run, TrackingError, recorder_for
 from src.tracking.provenance import git_tags
 
 PARENT_ENV = "HARNESS_PARENT_RUN"
-IN_PROCESS_LAUNCHERS = ("hydra._internal.core_plugins.basic_launcher.BasicLauncher",)
+IN_PROCESS_LAUNCHERS = ("hydra._internal.core_plugins.basic_launcher.BasicLauncher",
+                        "hydra_plugins.harness_vectorized_launcher.vectorized_launcher."
+                        "VectorizedLauncher")
 # Sweepers that compose and validate every job before launching (see src/preflight.py): their
 # parent run waits for that, so that a refused sweep leaves no run behind.
 VALIDATING_SWEEPERS = ("hydra._internal.core_plugins.basic_sweeper.BasicSweeper",)
