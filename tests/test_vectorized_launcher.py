@@ -75,6 +75,13 @@ def test_members_of_one_lr_form_one_group(study):
     parent_run = store.client().get_run(parent)
     assert parent_run.data.tags[SWEEP_TAG] == "true"
     assert parent_run.data.metrics["n_finished"] == 6
+    # one loss band and one fit band per group on the parent, instead of per-member PNGs
+    client = store.client()
+    for group_id in set.union(*groups.values()):
+        drawn = {a.path for a in client.list_artifacts(parent, f"groups/{group_id}")}
+        assert drawn == {f"groups/{group_id}/loss_band.png", f"groups/{group_id}/fit_band.png"}
+    for member in vectorized.values():
+        assert not any(a.path.endswith(".png") for a in client.list_artifacts(member.info.run_id))
 
 
 def test_max_batch_runs_large_groups_in_chunks(store):

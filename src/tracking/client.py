@@ -196,6 +196,10 @@ class Run:
     def log_figures(self, x, y, y_fit, formula: str, title: str) -> None:
         self.recorder._send(("figures", self.key, x, y, y_fit, formula, title))
 
+    def log_group_figures(self, folder: str, x, y, losses, fits, title: str) -> None:
+        """A seed group's loss and fit bands (src/vectorized/figures.py) under folder/."""
+        self.recorder._send(("group_figures", self.key, folder, x, y, losses, fits, title))
+
     def end(self, status: str) -> None:
         self.recorder._send(("end_run", self.key, status))
 

@@ -9,6 +9,7 @@ run member by member through src.trainer.fit.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
@@ -63,7 +64,25 @@ def fit_group(cfgs: list, on_losses: Optional[MemberLossCallback] = None) -> Gro
     if reason is not None:
         log.info("group of %d runs member by member: %s", len(cfgs), reason)
         return fit_one_by_one(cfgs, on_losses, reason)
-    return BatchedFit(cfg, [int(c.seed) for c in cfgs], starts, on_losses).run()
+    with one_thread():
+        return BatchedFit(cfg, [int(c.seed) for c in cfgs], starts, on_losses).run()
+
+
+@contextlib.contextmanager
+def one_thread():
+    """torch's intra-op threads for the batched loop: one.
+
+    A group's tensors ([S, 2000]) are big enough for torch to split elementwise ops across
+    threads, which only adds synchronisation on a machine whose other core runs the recorder
+    (measured on 2 cores: 64 members, 200 steps, 2.05 s with 2 threads, 0.36 s with 1). The
+    arithmetic is the same either way: row sums never cross threads.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def fit_one_by_one(cfgs, on_losses, reason) -> GroupResult:

@@ -3,7 +3,9 @@
 Every member gets the run a solo job would get (src.train.open_run / record_result: params,
 config and overrides artifacts, the full loss curve, summary metrics, tags, the same
 config_hash), plus the tags `vectorized.group` and `vectorized.size` and the metric
-`group_wall_time_s`; its `wall_time_s` is its share of the group's loop time.
+`group_wall_time_s`; its `wall_time_s` is its share of the group's loop time. Instead of two
+PNGs per member, the sweep's parent run gets one loss band and one fit band per group, under
+groups/<group id>/ (src/vectorized/figures.py says why).
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 import sys
 
 from src.config import ConfigError, validate
-from src.tracking.client import TrackingError
+from src.tracking import sweep
+from src.tracking.client import Run, TrackingError, recorder_for
 
 GROUP_WALL_TIME = "group_wall_time_s"
 
@@ -37,6 +40,38 @@ def train_group(cfgs: list, overrides: list, group_id: str) -> list:
     except (ConfigError, TrackingError) as exc:  # one line, and the sweep stops here
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2 if isinstance(exc, ConfigError) else 1) from None
+    parent = group_parent(cfgs[0])
     for cfg, run, result in zip(cfgs, runs, group.members):
-        record_result(cfg, run, result, extra_metrics={GROUP_WALL_TIME: group.wall_time_s})
+        record_result(cfg, run, result, extra_metrics={GROUP_WALL_TIME: group.wall_time_s},
+                      figures=parent is None)
+    if parent is not None:
+        log_group_figures(parent, cfgs, group, group_id)
     return [result.final_loss for result in group.members]
+
+
+def group_parent(cfg):
+    """The sweep's parent run, when this process started it (else members plot themselves)."""
+    recorder = recorder_for(cfg.tracking.uri, cfg.tracking.experiment)
+    parent = sweep.parent_for(recorder)
+    return Run(recorder, parent) if isinstance(parent, int) else None
+
+
+def log_group_figures(parent, cfgs, group, group_id: str) -> None:
+    from src.config import composed_variant
+    from src.vectorized import figures
+
+    members = group.members
+    seeds = [int(c.seed) for c in cfgs]
+    title = (f"{composed_variant(cfgs[0])} (lr={cfgs[0].lr:g}), "
+             f"seeds {seed_summary(seeds)}, group {group_id}")
+    parent.log_group_figures(f"groups/{group_id}", members[0].x, members[0].y,
+                             figures.loss_stats([m.losses for m in members]),
+                             figures.fit_stats([m.y_fit for m in members]), title)
+
+
+def seed_summary(seeds: list) -> str:
+    """e.g. `0–63 (64)` for a contiguous range, else the list."""
+    ordered = sorted(seeds)
+    if len(ordered) > 2 and ordered == list(range(ordered[0], ordered[-1] + 1)):
+        return f"{ordered[0]}\u2013{ordered[-1]} ({len(ordered)})"
+    return ",".join(map(str, ordered))
