@@ -50,6 +50,8 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from src.bulk_history import loss_histories
+from src.seed_ranges import compact_seeds
 from src.tracking.store import DEFAULT_STORE_DIR, redact, sqlite_path, tracking_uri
 
 SWEEP_TAG = "harness.sweep"  # src/tracking/sweep.py
@@ -200,16 +202,6 @@ def runs_frame(runs: list) -> pd.DataFrame:
     return df
 
 
-def fetch_history(client, run_id: str) -> np.ndarray:
-    """The `loss` metric by step (0, 1, ...); a gap in the steps stops the curve there."""
-    points = sorted((m.step, m.value) for m in client.get_metric_history(run_id, "loss"))
-    by_step = dict(points)  # the last value logged for a step wins
-    n = 0
-    while n in by_step:
-        n += 1
-    return np.array([by_step[i] for i in range(n)], dtype=float)
-
-
 def expected_points(row) -> Optional[int]:
     """How many loss points a complete record of this run holds (None: not known)."""
     if row["diverged"] and not pd.isna(row["diverged_step"]):
@@ -249,7 +241,7 @@ def load_runs(uri: Optional[str] = None, experiment: Optional[str] = None,
         runs, reused = children_of(client, parent_id)
     df = runs_frame(runs)
     df["reused"] = df["run_id"].isin(reused)
-    histories = {run_id: fetch_history(client, run_id) for run_id in df["run_id"]}
+    histories = loss_histories(client, df["run_id"])  # one query on SQL stores
     df["points"] = [len(histories[r]) for r in df["run_id"]]
     df["steps_per_s"] = df["points"] / df["wall_time_s"]
     df["status"] = df.apply(status_of, axis=1)
@@ -281,7 +273,7 @@ def seed_table(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per configuration: n runs, their seeds, mean/std/min/max of the grouped stats."""
     groups = runs.groupby(CONFIG_KEYS, dropna=False, sort=True)
     table = groups.agg(n=("run_id", "size"),
-                       seeds=("seed", lambda s: ",".join(str(v) for v in sorted(s.dropna()))))
+                       seeds=("seed", lambda s: compact_seeds(s.dropna())))
     for col in GROUPED_STATS:
         for stat in ("mean", "std", "min", "max"):
             table[f"{col}_{stat}"] = groups[col].agg(stat)

@@ -58,20 +58,14 @@ def group_parent(cfg):
 
 def log_group_figures(parent, cfgs, group, group_id: str) -> None:
     from src.config import composed_variant
+    from src.seed_ranges import compact_seeds
     from src.vectorized import figures
 
     members = group.members
     seeds = [int(c.seed) for c in cfgs]
     title = (f"{composed_variant(cfgs[0])} (lr={cfgs[0].lr:g}), "
-             f"seeds {seed_summary(seeds)}, group {group_id}")
+             f"seeds {compact_seeds(seeds)}, group {group_id}")
     parent.log_group_figures(f"groups/{group_id}", members[0].x, members[0].y,
                              figures.loss_stats([m.losses for m in members]),
                              figures.fit_stats([m.y_fit for m in members]), title)
 
-
-def seed_summary(seeds: list) -> str:
-    """e.g. `0–63 (64)` for a contiguous range, else the list."""
-    ordered = sorted(seeds)
-    if len(ordered) > 2 and ordered == list(range(ordered[0], ordered[-1] + 1)):
-        return f"{ordered[0]}\u2013{ordered[-1]} ({len(ordered)})"
-    return ",".join(map(str, ordered))
