@@ -64,7 +64,10 @@ def fit_group(cfgs: list, on_losses: Optional[MemberLossCallback] = None) -> Gro
     if reason is not None:
         log.info("group of %d runs member by member: %s", len(cfgs), reason)
         return fit_one_by_one(cfgs, on_losses, reason)
-    with one_thread():
+    # nn's matrix products go through BLAS, whose sums depend on the thread count: they must run
+    # with the solo run's threads (measured: with one thread they differ from step 1)
+    threads = contextlib.nullcontext() if cfg.implementation.name == "nn" else one_thread()
+    with threads:
         return BatchedFit(cfg, [int(c.seed) for c in cfgs], starts, on_losses).run()
 
 
@@ -75,7 +78,8 @@ def one_thread():
     A group's tensors ([S, 2000]) are big enough for torch to split elementwise ops across
     threads, which only adds synchronisation on a machine whose other core runs the recorder
     (measured on 2 cores: 64 members, 200 steps, 2.05 s with 2 threads, 0.36 s with 1). The
-    arithmetic is the same either way: row sums never cross threads.
+    arithmetic of the elementwise ops and row sums is the same either way (not of BLAS matrix
+    products: see fit_group).
     """
     before = torch.get_num_threads()
     torch.set_num_threads(1)
