@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -37,6 +38,7 @@ from src.preflight import describe
 from src.tracking import sweep
 from src.tracking.client import (
     RecorderLost,
+    Run,
     TrackingError,
     close_all,
     prestart,
@@ -94,6 +96,17 @@ def train_tracked(cfg: DictConfig, extra_tags: dict | None = None,
     recorder = recorder_for(cfg.tracking.uri, cfg.tracking.experiment, output_dir())
     from src.trainer import fit  # torch: imported once a run needs it (see main)
 
+    run = open_run(recorder, cfg, extra_tags, overrides)
+    with training(recorder, [run]):
+        result = fit(cfg, on_losses=run.log_losses, on_lrs=functools.partial(run.log_series, "lr"))
+    record_result(cfg, run, result)
+    return result
+
+
+def open_run(recorder, cfg: DictConfig, extra_tags: dict | None = None,
+             overrides: list | None = None) -> Run:
+    """Start the run of one validated config: tags, params, config and overrides artifacts
+    (secrets in URIs masked), as a child of the sweep it belongs to."""
     variant = composed_variant(cfg)
     parent = sweep.parent_for(recorder)
     run = recorder.start_run(
@@ -111,20 +124,47 @@ def train_tracked(cfg: DictConfig, extra_tags: dict | None = None,
         redact_values(OmegaConf.to_container(cfg, resolve=True))))
     overrides = task_overrides() if overrides is None else overrides
     run.log_text("overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(overrides)))
+    return run
+
+
+@contextlib.contextmanager
+def training(recorder, runs: list):
+    """The training of open runs (one, or a vectorized group's members): none is left RUNNING.
+
+    The recorder dying (or the store failing under any of them) stops the training at once and
+    every run is closed FAILED, in one TrackingError line; Ctrl-C / SIGTERM closes them KILLED;
+    anything else FAILED.
+    """
     try:
-        with recorder.training(run):  # the recorder dying stops the training at once
-            result = fit(cfg, on_losses=run.log_losses,
-                         on_lrs=functools.partial(run.log_series, "lr"))
-    except RecorderLost as lost:  # the recorder died, or the store failed under the run
-        raise recorder.close_lost(run, str(lost)) from None
-    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (Terminated)
-        run.set_tags({"interrupted": type(stop).__name__})
-        run.end("KILLED")
-        raise
-    except BaseException:
-        run.end("FAILED")
+        with recorder.training(*runs):
+            yield
+    except RecorderLost as lost:  # the recorder died, or the store failed under a run
+        for run in runs[1:]:
+            run.end("FAILED")
+        error = recorder.close_lost(runs[0], str(lost))
+        if len(runs) > 1:
+            error = TrackingError(f"{error} (and the other {len(runs) - 1} runs of its "
+                                  "vectorized group closed FAILED)")
+        raise error from None
+    except BaseException as exc:
+        for run in runs:
+            end_unfinished(run, exc)
         raise
 
+
+def end_unfinished(run: Run, exc: BaseException) -> None:
+    """A run whose training did not return: KILLED on Ctrl-C / SIGTERM, else FAILED."""
+    if isinstance(exc, KeyboardInterrupt):  # Ctrl-C, or SIGTERM (Terminated)
+        run.set_tags({"interrupted": type(exc).__name__})
+        run.end("KILLED")
+    else:
+        run.end("FAILED")
+
+
+def record_result(cfg: DictConfig, run: Run, result: FitResult,
+                  extra_metrics: dict | None = None, figures: bool = True) -> None:
+    """Log a finished fit's summary metrics, tags and (unless figures=False) its two figures,
+    and end its run."""
     last_step = len(result.losses) - 1
     now_ms = time.time_ns() // 1_000_000
     diverged = result.diverged_step is not None
@@ -135,15 +175,16 @@ def train_tracked(cfg: DictConfig, extra_tags: dict | None = None,
                      "gap": None if diverged else optimum.gap(result.final_loss, best),
                      "steps_to_1pct": reached,
                      "wall_time_s": result.wall_time_s,
-                     **{f"coef/{k}": v for k, v in result.coefficients.items()}},
+                     **{f"coef/{k}": v for k, v in result.coefficients.items()},
+                     **(extra_metrics or {})},
                     step=max(last_step, 0), timestamp_ms=now_ms)
     run.set_tags({"formula": result.formula, "device": result.device,
                   "diverged": str(diverged).lower(),
                   **({"diverged_step": result.diverged_step} if diverged else {})})
-    run.log_figures(result.x, result.y, result.y_fit, result.formula,
-                    f"{variant} (lr={cfg.lr:g}, seed={cfg.seed})")
+    if figures:
+        run.log_figures(result.x, result.y, result.y_fit, result.formula,
+                        f"{composed_variant(cfg)} (lr={cfg.lr:g}, seed={cfg.seed})")
     run.end("FAILED" if diverged else "FINISHED")
-    return result
 
 
 def config_params(cfg: DictConfig) -> dict:
@@ -205,22 +246,29 @@ def _raise_terminated(signum, frame):
     raise Terminated()
 
 
-def register_sweeper() -> None:
-    """Hydra finds plugins by scanning the hydra_plugins package, which misses ours in an
-    editable install (a path hook, not a folder): register it by hand (Hydra's public API)."""
+def register_plugins() -> None:
+    """Our Hydra plugins (the validating sweeper, the vectorized launcher), registered by hand.
+
+    Hydra finds plugins by scanning the hydra_plugins package, which misses ours in an editable
+    install (a path hook, not a folder); registering them with Hydra's public API works for every
+    kind of install and from any working directory. Importing the launcher's module also stores
+    its config node, `hydra/launcher=vectorized`.
+    """
     from hydra.core.plugins import Plugins
 
     plugins = Plugins.instance()  # scans (and re-imports) Hydra's own plugins: before ours
     from hydra_plugins.harness_sweeper import ValidatingSweeper
+    from hydra_plugins.harness_vectorized_launcher.vectorized_launcher import VectorizedLauncher
 
     plugins.register(ValidatingSweeper)
+    plugins.register(VectorizedLauncher)
 
 
 def main() -> None:
     sys.stderr = RedactingStream(sys.stderr)  # no password of a tracking URI in any error line
     prestart()  # the recorder imports MLflow while we start up (torch comes with the first run)
     register()
-    register_sweeper()
+    register_plugins()
     # Let errors reach us instead of Hydra's several-line report: bad input becomes one line.
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     signal.signal(signal.SIGTERM, _raise_terminated)

@@ -185,7 +185,7 @@ def test_seed_grouping(swept, cli):
     for group in seeds.itertuples():
         losses = [r.data.metrics["final_loss"] for r in kids["B"].values()
                   if r.data.tags["variant"] == group.variant]
-        assert group.n == 3 and group.seeds == "0,1,2"
+        assert group.n == 3 and group.seeds == "0\u20132 (3)"
         assert group.final_loss_mean == pytest.approx(np.mean(losses), rel=1e-12)
         assert group.final_loss_std == pytest.approx(np.std(losses, ddof=1), rel=1e-9)
         assert (group.final_loss_min, group.final_loss_max) == (min(losses), max(losses))

@@ -43,3 +43,22 @@ def test_auto_falls_back_to_cpu_without_cuda(monkeypatch):
     cfg = compose(["experiment=autograd", "device=auto", "steps=5"])
     validate(cfg)
     assert fit(cfg).device == "cpu"
+
+
+@needs_cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("preset", ["autograd", "module", "dynamic"])
+@pytest.mark.parametrize("device", ["cuda", "auto"])
+def test_vectorized_group_trains_on_the_gpu(preset, device):
+    """A seed group batches on the GPU; each member retraces its solo GPU run."""
+    from src.vectorized.loop import fit_group
+
+    cfgs = [compose([f"experiment={preset}", f"device={device}", "steps=300", f"seed={s}"])
+            for s in range(3)]
+    group = fit_group(cfgs)
+    assert group.batched
+    for cfg, member in zip(cfgs, group.members):
+        solo = fit(cfg)
+        assert member.device == solo.device and member.device.startswith("cuda")
+        assert member.losses == solo.losses
+        assert member.coefficients == solo.coefficients

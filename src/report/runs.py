@@ -16,6 +16,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from src.bulk_history import loss_histories
 from src.tracking.store import redact, sqlite_path, tracking_uri
 
 SWEEP_TAG = "harness.sweep"  # src/tracking/sweep.py
@@ -180,12 +181,7 @@ def configuration_key(params: dict) -> str:
 
 def fetch_history(client, run_id: str) -> np.ndarray:
     """The `loss` metric by step (0, 1, ...); a gap in the steps stops the curve there."""
-    points = sorted((m.step, m.value) for m in client.get_metric_history(run_id, "loss"))
-    by_step = dict(points)  # the last value logged for a step wins
-    n = 0
-    while n in by_step:
-        n += 1
-    return np.array([by_step[i] for i in range(n)], dtype=float)
+    return loss_histories(client, [run_id])[run_id]
 
 
 def expected_points(row) -> Optional[int]:
@@ -227,7 +223,7 @@ def load_runs(uri: Optional[str] = None, experiment: Optional[str] = None,
         runs, reused = children_of(client, parent_id)
     df = runs_frame(runs)
     df["reused"] = df["run_id"].isin(reused)
-    histories = {run_id: fetch_history(client, run_id) for run_id in df["run_id"]}
+    histories = loss_histories(client, df["run_id"])  # one query on SQL stores
     df["points"] = [len(histories[r]) for r in df["run_id"]]
     df["steps_per_s"] = df["points"] / df["wall_time_s"]
     df["status"] = df.apply(status_of, axis=1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from src.report.runs import ReadError
+from src.seed_ranges import compact_seeds
 
 DEFAULT_SORT = "final_loss"
 CONFIG_KEYS = ["variant", "model", "implementation", "optimizer", "lr", "steps"]  # for display
@@ -57,7 +58,7 @@ def seed_table(runs: pd.DataFrame) -> pd.DataFrame:
         first = group.iloc[0]
         row = {"configuration": label, **{k: first[k] for k in CONFIG_KEYS},
                "n": len(group),
-               "seeds": ",".join(str(v) for v in sorted(group["seed"].dropna()))}
+               "seeds": compact_seeds(group["seed"].dropna())}
         for col in GROUPED_STATS:
             for stat in ("mean", "std", "min", "max"):
                 row[f"{col}_{stat}"] = group[col].agg(stat)

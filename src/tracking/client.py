@@ -100,7 +100,7 @@ class RecorderProcess:
         self.restarts = 0
         self.check_s: Optional[float] = None  # how long the store check took (recorder side)
         self.ready_wait_s = 0.0  # how long training waited for it (what the check cost us)
-        self._training_key: Optional[int] = None  # the run in the training loop now
+        self._training_keys: frozenset = frozenset()  # the runs in the training loop now
         self._start(_take_prestarted() or _spawn())
         if threading.current_thread() is threading.main_thread():
             signal.signal(STOP_SIGNAL, _raise_recorder_lost)
@@ -158,7 +158,7 @@ class RecorderProcess:
                 print(rest[0], file=sys.stderr)
         elif kind == "error":
             self._error(rest[1])
-            if rest[0] is None or rest[0] == self._training_key:
+            if rest[0] is None or rest[0] in self._training_keys:
                 self._stop_training(rest[1])
 
     def _error(self, message: str) -> None:
@@ -168,7 +168,7 @@ class RecorderProcess:
     def _stop_training(self, reason: str) -> None:
         """Interrupt the training loop at once (a real signal: it also ends a blocked write)."""
         global _stop_reason
-        if self._training_key is not None:
+        if self._training_keys:
             _stop_reason = reason
             signal.pthread_kill(threading.main_thread().ident, STOP_SIGNAL)
 
@@ -280,16 +280,17 @@ class RecorderProcess:
         return Run(self, key)
 
     @contextlib.contextmanager
-    def training(self, run: "Run"):
-        """While inside, a dead recorder or a failing store interrupts us with RecorderLost."""
+    def training(self, *runs: "Run"):
+        """While inside, a dead recorder or a store failing under any of these runs (one, or a
+        vectorized group's members) interrupts us with RecorderLost."""
         self.ready()  # an unusable store is refused before the first step
-        self._training_key = run.key
+        self._training_keys = frozenset(run.key for run in runs)
         try:
             if self.lost is not None:
                 raise RecorderLost(self.lost)
             yield
         finally:
-            self._training_key = None
+            self._training_keys = frozenset()
 
     def close_lost(self, run: "Run", reason: str) -> TrackingError:
         """After RecorderLost: the run closed FAILED (by a fresh recorder if the old one died),
@@ -338,6 +339,10 @@ class Run:
 
     def log_figures(self, x, y, y_fit, formula: str, title: str) -> None:
         self.recorder._send(("figures", self.key, x, y, y_fit, formula, title))
+
+    def log_group_figures(self, folder: str, x, y, losses, fits, title: str) -> None:
+        """A seed group's loss and fit bands (src/vectorized/figures.py) under folder/."""
+        self.recorder._send(("group_figures", self.key, folder, x, y, losses, fits, title))
 
     def end(self, status: str) -> None:
         self.recorder._send(("end_run", self.key, status))

@@ -218,6 +218,12 @@ class StoreWriter:
                           ("fit.png", plots.fit(x, y, y_fit, formula, title))):
             with_retries(self.client.log_figure, run_id, fig, name)
 
+    def group_figures(self, key, folder, x, y, losses, fits, title):
+        from src.vectorized.figures import group_figures
+
+        for name, fig in group_figures(x, y, losses, fits, title).items():
+            with_retries(self.client.log_figure, self.runs[key], fig, f"{folder}/{name}")
+
     def end_run(self, key, status):
         run_id = self.runs.pop(key)
         self.losses.pop(key, None)

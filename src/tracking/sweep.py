@@ -194,8 +194,9 @@ class ReportingLauncher:
     While jobs that run elsewhere are launched and waited for, our stderr goes to that file:
     submitit's logger ("Bypassing sacct error", three times a poll on a cluster without
     accounting), the tools it runs (sacct, sbatch's refusal) and the stderr it echoes. The basic
-    launcher runs jobs here, and their console stays theirs; so do joblib's workers, which
-    inherit our stderr (only Python's sys.stderr is redirected there).
+    launcher runs jobs here, and their console stays theirs; so does any launcher whose class says
+    `runs_jobs_here = True` (the vectorized one); so do joblib's workers, which inherit our stderr
+    (only Python's sys.stderr is redirected there).
     """
 
     def __init__(self, launcher, folder: Path) -> None:
@@ -207,7 +208,8 @@ class ReportingLauncher:
     def launch(self, job_overrides, initial_job_idx):
         from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 
-        if isinstance(self.launcher, BasicLauncher):
+        if isinstance(self.launcher, BasicLauncher) or getattr(self.launcher, "runs_jobs_here",
+                                                                  False):
             return self.launcher.launch(job_overrides, initial_job_idx)
         if current() is not None:
             current().resolve_parent()

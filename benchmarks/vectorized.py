@@ -1,0 +1,113 @@
+"""Seed studies: hydra/launcher=vectorized against the basic (and joblib) launcher.
+
+Run from anywhere:  python benchmarks/vectorized.py [--seeds 64] [--dynamic-steps 3000]
+                    [--sizes 1,4,16,64,256] [--out benchmarks/results]
+
+Every measurement is a whole command (`python -m src.train -m ...`, start-up included) on a
+fresh SQLite store, with its peak memory (the largest process of the command: the training
+process or its recorder). Reported:
+1. a seed study (`experiment=autograd 'seed=range(64)'`), vectorized / basic; target <= 0.25,
+   goal <= 0.15; the same for the module and dynamic presets (dynamic with --dynamic-steps);
+2. seconds per member against group size (vectorized, autograd), as a PNG;
+3. joblib (2 workers) / basic for 16 x autograd.
+On a shared machine absolute times wander; compare the ratios within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+VECTORIZED = ["hydra/launcher=vectorized"]
+JOBLIB = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+
+# Runs one command and reports its peak RSS: RUSAGE_CHILDREN of a fresh wrapper process covers
+# only that command's processes (the training process and its recorder).
+PEAK_WRAPPER = ("import resource, subprocess, sys; rc = subprocess.call(sys.argv[1:]); "
+                "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(rc)")
+
+
+def sweep(launcher: list, args: list, tmp: Path) -> dict:
+    store = Path(tempfile.mkdtemp(dir=tmp))
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store}/mlflow.db",
+           "PYTHONPATH": str(REPO_ROOT)}
+    command = [PYTHON, "-c", PEAK_WRAPPER, PYTHON, "-m", "src.train", "-m", *launcher, *args,
+               f"hydra.sweep.dir={store}/hydra"]
+    start = time.perf_counter()
+    done = subprocess.run(command, env=env, cwd=store, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.exit(f"failed: {' '.join(launcher + args)}\n{done.stderr[-3000:]}")
+    peak_mb = int(done.stdout.strip().splitlines()[-1]) / 1024
+    print(f"  {' '.join(launcher) or 'basic':28s} {' '.join(args):50s} {elapsed:7.1f} s "
+          f"{peak_mb:7.0f} MB", flush=True)
+    return {"seconds": elapsed, "peak_mb": peak_mb}
+
+
+def study(preset: str, seeds: int, extra: list, tmp: Path) -> dict:
+    args = [f"experiment={preset}", f"seed=range({seeds})", *extra]
+    basic = sweep([], args, tmp)
+    vectorized = sweep(VECTORIZED, args, tmp)
+    return {"basic": basic, "vectorized": vectorized,
+            "ratio": vectorized["seconds"] / basic["seconds"]}
+
+
+def per_member_curve(sizes: list, tmp: Path, out: Path) -> dict:
+    from matplotlib.figure import Figure
+
+    points = {n: sweep(VECTORIZED, ["experiment=autograd", f"seed=range({n})"], tmp)
+              for n in sizes}
+    fig = Figure(figsize=(6, 4), dpi=100)
+    ax = fig.subplots()
+    ax.loglog(sizes, [points[n]["seconds"] / n for n in sizes], "o-")
+    ax.set_xlabel("group size (seeds in one vectorized command)")
+    ax.set_ylabel("seconds per member (whole command)")
+    ax.set_title("experiment=autograd, hydra/launcher=vectorized")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.savefig(out / "seconds_per_member.png")
+    return {str(n): p for n, p in points.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=64)
+    parser.add_argument("--dynamic-steps", type=int, default=3000)
+    parser.add_argument("--sizes", default="1,4,16,64,256")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        print(f"1. {args.seeds}-seed studies, basic vs vectorized")
+        results["studies"] = {
+            "autograd": study("autograd", args.seeds, [], tmp),
+            "module": study("module", args.seeds, [], tmp),
+            "dynamic": study("dynamic", args.seeds, [f"steps={args.dynamic_steps}"], tmp),
+        }
+        print("2. seconds per member against group size")
+        sizes = [int(s) for s in args.sizes.split(",")]
+        results["per_member"] = per_member_curve(sizes, tmp, args.out)
+        print("3. 16 x autograd, joblib(2) vs basic")
+        jobs = ["experiment=autograd", "seed=range(16)"]
+        basic, joblib = sweep([], jobs, tmp), sweep(JOBLIB, jobs, tmp)
+        results["joblib"] = {"basic": basic, "joblib": joblib,
+                             "ratio": joblib["seconds"] / basic["seconds"]}
+    for name, s in results["studies"].items():
+        print(f"{name}: vectorized / basic = {s['ratio']:.3f} "
+              f"({s['vectorized']['seconds']:.1f} s / {s['basic']['seconds']:.1f} s)")
+    print(f"joblib / basic (16 x autograd) = {results['joblib']['ratio']:.2f}")
+    (args.out / "vectorized.json").write_text(json.dumps(results, indent=2))
+    print(f"written: {args.out}/vectorized.json, {args.out}/seconds_per_member.png")
+
+
+if __name__ == "__main__":
+    main()

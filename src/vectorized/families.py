@@ -1,0 +1,71 @@
+"""The model families over a batch of members: coefficients [S, 1], data x [N], results [S, N].
+
+The same expressions as src/models.py, operation by operation, so that every member's row is
+computed exactly as its solo run computes it; sums run over the last axis only (one per member).
+The dynamic model's draw of 0, 1 or 2 extra terms is made per member (`depth`) and applied by
+masks: `where` selects a member's own value, it never adds a zero to it.
+Written for numpy arrays (the numpy style) and torch tensors alike.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from src.models import LegendrePolynomial3, dp3, p3
+
+
+def _where(mask, a, b):
+    return torch.where(mask, a, b) if isinstance(a, torch.Tensor) else np.where(mask, a, b)
+
+
+def row_sum(t):
+    """One sum per member, [S, 1]: the same reduction as the solo run's full sum of one row."""
+    return t.sum(-1, keepdim=True) if isinstance(t, torch.Tensor) else t.sum(axis=-1, keepdims=True)
+
+
+def cubic(p, x, depth=None):
+    a, b, c, d = p
+    y = a + b * x + c * x ** 2 + d * x ** 3
+
+    def backprop(g):
+        return [row_sum(g), row_sum(g * x), row_sum(g * x ** 2), row_sum(g * x ** 3)]
+
+    return y, backprop
+
+
+def legendre(p, x, depth=None):
+    a, b, c, d = p
+    P3 = LegendrePolynomial3.apply if isinstance(x, torch.Tensor) else p3
+    z = c + d * x
+    pz = P3(z)
+    y = a + b * pz
+
+    def backprop(g):
+        gz = g * b * dp3(z)
+        return [row_sum(g), row_sum(g * pz), row_sum(gz), row_sum(gz * x)]
+
+    return y, backprop
+
+
+def dynamic(p, x, depth):
+    """depth: per member the solo run's `random.randint(4, 6)` of this step, as an [S, 1] array
+    or tensor; exponent 4 is used where depth >= 5, exponent 5 where depth == 6."""
+    a, b, c, d, e = p
+    y = a + b * x + c * x ** 2 + d * x ** 3
+    uses = [(exp, depth > exp) for exp in (4, 5)]
+    for exp, used in uses:
+        y = _where(used, y + e * x ** exp, y)
+
+    def backprop(g):
+        grad_e = row_sum(g * 0)
+        for exp, used in uses:
+            grad_e = _where(used, grad_e + row_sum(g * x ** exp), grad_e)
+        return [row_sum(g), row_sum(g * x), row_sum(g * x ** 2), row_sum(g * x ** 3), grad_e]
+
+    return y, backprop
+
+
+FORWARDS = {"cubic": cubic, "legendre": legendre, "dynamic": dynamic}
+DRAWS_DEPTH = {"dynamic"}  # families whose forward pass draws from `random` on every call
+SKIPPABLE = {"dynamic": "e"}  # coefficient left without a grad on steps that do not use it
