@@ -4,6 +4,8 @@
 - the shipped optimizer=adamw and scheduler=cosine (the lr metric falls, one point a step);
 - a model family defined in a test module (tests/extending/quintic.py + its yaml): trained, with
   its optimum, its comparison row and its fitted curve right;
+- the quintic family and the cosine scheduler under hydra/launcher=vectorized: member runs equal
+  their solo twins (quintic runs member by member, cosine batched with its lr series);
 - seed groups: a sweep over two momentum values and two seeds gives two groups of two;
 - what the MLflow UI shows first: the experiment kind and description (also set on an existing
   experiment that lacks them), and each sweep parent's comparison table as its description.
@@ -39,6 +41,12 @@ COMMANDS = {  # case: command-line arguments
                 "lr=0.01", "steps=300"],
     "momentum-seeds": ["-m", "optimizer=momentum", "optimizer.momentum=0.5,0.9", "seed=0,1",
                        "steps=30"],
+    # the cases "quintic" and "cosine" again, as vectorized seed groups (seed 0 is their twin)
+    "quintic-vectorized": ["-m", "hydra/launcher=vectorized", SEARCHPATH, "model=quintic",
+                           "implementation=tensor", "optimizer=adam", "lr=0.01", "steps=300",
+                           "seed=0,1"],
+    "cosine-vectorized": ["-m", "hydra/launcher=vectorized", "scheduler=cosine", "steps=200",
+                          "seed=0,1"],
 }
 
 
@@ -48,8 +56,10 @@ def outcomes(make_store):
     # an experiment made before the harness marked its experiments: it gets the kind tag too
     stores["adamw"].client().create_experiment(EXPERIMENT, str(stores["adamw"].root / "art"))
     python_path = os.pathsep.join([str(EXTENDING), os.environ.get("PYTHONPATH", "")])
-    plain_env = stores["quintic"].env
-    stores["quintic"].env = lambda *a, **k: plain_env(*a, PYTHONPATH=python_path, **k)
+    for case in ("quintic", "quintic-vectorized"):
+        plain_env = stores[case].env
+        stores[case].env = (lambda *a, plain_env=plain_env, **k:
+                            plain_env(*a, PYTHONPATH=python_path, **k))
     results = run_many([(stores[case], args) for case, args in COMMANDS.items()])
     return {case: (stores[case], result) for case, result in zip(COMMANDS, results)}
 
@@ -132,6 +142,30 @@ def test_a_family_from_a_test_module_trains_with_its_optimum_row_and_plots(outco
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("case", ["quintic", "cosine"])
+def test_vectorized_members_equal_their_solo_twin(outcomes, case):
+    """A family without a batched forward (quintic: run member by member) and a scheduler (cosine:
+    batched, its lr sequence logged per member) under hydra/launcher=vectorized: seed 0's member
+    run holds exactly what the solo run of the same config holds."""
+    solo_store, solo = only_run(outcomes, case)
+    store, result = outcomes[f"{case}-vectorized"]
+    assert result.returncode == 0, result.describe()
+    members = {r.data.params["seed"]: r for r in store.job_runs()}
+    assert set(members) == {"0", "1"}
+    twin = members["0"]
+    assert twin.info.status == "FINISHED" and twin.data.tags["vectorized.size"] == "2"
+    for tag in ("config_hash", "seed_group", "scheduler", "model", "formula"):
+        assert twin.data.tags[tag] == solo.data.tags[tag], tag
+    assert twin.data.params == solo.data.params
+    for key in ("loss", "lr") if case == "cosine" else ("loss",):
+        assert loss_history(store.client(), twin.info.run_id, key) == \
+            loss_history(solo_store.client(), solo.info.run_id, key)
+    timing = {"wall_time_s", "group_wall_time_s"}
+    assert {k: v for k, v in twin.data.metrics.items() if k not in timing} == \
+        {k: v for k, v in solo.data.metrics.items() if k not in timing}
+
+
+@pytest.mark.slow
 def test_seed_groups_are_configurations_minus_the_seed(outcomes):
     store, result = outcomes["momentum-seeds"]
     assert result.returncode == 0, result.describe()
@@ -141,7 +175,7 @@ def test_seed_groups_are_configurations_minus_the_seed(outcomes):
     rep = compare.report(store.uri, out=store.root / "report")
     seeds = rep.seeds
     assert seeds is not None and list(seeds["n"]) == [2, 2]
-    assert list(seeds["seeds"]) == ["0,1", "0,1"]
+    assert list(seeds["seeds"]) == ["0,1 (2)", "0,1 (2)"]
     assert sorted(seeds["configuration"]) == ["cubic-module-momentum optimizer.momentum=0.5",
                                               "cubic-module-momentum optimizer.momentum=0.9"]
 

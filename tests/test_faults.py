@@ -19,7 +19,7 @@ import threading
 import time
 
 import pytest
-from conftest import CliResult, loss_history, run_many
+from conftest import SWEEP_TAG, CliResult, loss_history, run_many
 
 pytestmark = pytest.mark.slow
 
@@ -299,3 +299,28 @@ def test_refused_submission_fails_the_sweep_at_once(store, tmp_path):
     assert len(runs) == 1 and runs[0].data.tags.get("harness.sweep") == "true", runs
     assert runs[0].info.status == "FAILED", runs[0].info.status
     assert runs[0].data.metrics.get("n_jobs") == 0
+
+
+def test_recorder_killed_fails_every_member_of_a_vectorized_group(store):
+    args = ["-m", "hydra/launcher=vectorized", *LONG_DYNAMIC, "seed=0,1"]
+    proc, printed = start_and_wait_for_stored_losses(store, args)
+    try:
+        os.kill(recorder_of(proc.pid), signal.SIGKILL)
+        proc.wait(timeout=180)
+        err = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    printed.thread.join(timeout=10)
+    result = CliResult(args, proc.returncode, "".join(printed.lines), err)
+    assert result.returncode == 1, result.describe()
+    (line,) = result.stderr_lines
+    assert line.startswith(f"error: tracking recorder for {store.uri} died (killed by SIGKILL)")
+    assert "closed FAILED" in line and "the other 1 runs of its vectorized group" in line, line
+    members = store.job_runs()
+    assert len(members) == 2
+    for run in members:  # no member left RUNNING
+        assert run.info.status == "FAILED", run.info.status
+        assert_prefix_curve(store, run, 1)
+    (parent,) = [r for r in store.runs() if r.data.tags.get(SWEEP_TAG) == "true"]
+    assert parent.info.status == "FAILED"

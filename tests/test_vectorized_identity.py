@@ -86,3 +86,71 @@ def test_each_member_streams_its_own_curve():
     group = fit_group(cfgs, on_losses=on_losses)
     assert seen == {0: group.members[0].losses, 1: group.members[1].losses}
     assert group.members[0].wall_time_s == pytest.approx(group.wall_time_s / 2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheduler", ["step", "exponential", "cosine"])
+def test_scheduled_members_follow_their_solo_lr_sequence(scheduler):
+    group, solos = group_and_solo([f"scheduler={scheduler}", "optimizer=momentum",
+                                   "implementation=tensor", "steps=600"], seeds=(0, 1, 2))
+    assert group.batched, group.reason
+    assert_members_identical(group, solos)
+    for member, solo in zip(group.members, solos):
+        assert member.lrs == solo.lrs and len(set(solo.lrs)) > 1
+
+
+def test_each_member_streams_its_own_lr_series():
+    seen = {}
+
+    def on_lrs(member, first_step, values, stamps):
+        assert len(values) == len(stamps) and first_step == len(seen.get(member, []))
+        seen.setdefault(member, []).extend(values)
+
+    cfgs = [compose(["scheduler=exponential", "experiment=tensor", "steps=40", f"seed={s}"])
+            for s in (5, 6)]
+    group = fit_group(cfgs, on_lrs=on_lrs)
+    assert seen == {0: group.members[0].lrs, 1: group.members[1].lrs}
+    assert len(seen[0]) == 40
+
+
+def test_a_family_without_a_batched_forward_runs_member_by_member(monkeypatch):
+    """The quintic family of tests/extending (registered from outside src/): its group runs each
+    member through src.trainer.fit, never approximated."""
+    from conftest import REPO_ROOT
+
+    extending = REPO_ROOT / "tests" / "extending"
+    monkeypatch.syspath_prepend(str(extending))
+    group, solos = group_and_solo([f"hydra.searchpath=[file://{extending / 'conf'}]",
+                                   "model=quintic", "implementation=tensor", "optimizer=adam",
+                                   "lr=0.01", "steps=100"], seeds=(0, 1))
+    assert not group.batched and "quintic" in group.reason
+    assert_members_identical(group, solos)
+
+
+@pytest.mark.parametrize("optimizer", ["manual_sgd", "sgd", "momentum", "rmsprop", "adam",
+                                       "adamw"])
+def test_every_batched_optimizer_is_the_solo_component_and_bit_identical(optimizer):
+    """The batched optimizer is the solo run's component (same class and settings) over the
+    stacked parameters, for every optimizer in loop.BATCHED_OPTIMIZERS."""
+    import torch
+
+    from src.vectorized.loop import BATCHED_OPTIMIZERS
+    from src.vectorized.solo import batched_optimizer, solo_start
+
+    overrides = [f"optimizer={optimizer}", "implementation=module", "steps=200"]
+    cfg = compose(overrides)
+    template = solo_start(cfg, 0).optimizer
+    batched = batched_optimizer(cfg, [torch.zeros(3, 1)])
+    assert type(batched) is type(template) and batched.defaults == template.defaults
+    assert type(batched) in BATCHED_OPTIMIZERS
+    group, solos = group_and_solo(overrides, seeds=(0, 1))
+    assert group.batched, group.reason
+    assert_members_identical(group, solos)
+
+
+def test_batched_optimizers_are_exactly_the_tested_ones():
+    from src.optimizers import ManualSGD
+    from src.vectorized.loop import BATCHED_OPTIMIZERS
+
+    assert {c.__name__ for c in BATCHED_OPTIMIZERS} == {ManualSGD.__name__, "SGD", "RMSprop",
+                                                         "Adam", "AdamW"}

@@ -1,6 +1,6 @@
 """The model families over a batch of members: coefficients [S, 1], data x [N], results [S, N].
 
-The same expressions as src/models.py, operation by operation, so that every member's row is
+The same expressions as src/families.py, operation by operation, so that every member's row is
 computed exactly as its solo run computes it; sums run over the last axis only (one per member).
 The dynamic model's draw of 0, 1 or 2 extra terms is made per member (`depth`) and applied by
 masks: `where` selects a member's own value, it never adds a zero to it.
@@ -12,7 +12,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from src.models import LegendrePolynomial3, dp3, p3
+from src import families
+from src.families import dp3, p3
+from src.models import LegendrePolynomial3
 
 
 def _where(mask, a, b):
@@ -66,6 +68,15 @@ def dynamic(p, x, depth):
     return y, backprop
 
 
-FORWARDS = {"cubic": cubic, "legendre": legendre, "dynamic": dynamic}
-DRAWS_DEPTH = {"dynamic"}  # families whose forward pass draws from `random` on every call
-SKIPPABLE = {"dynamic": "e"}  # coefficient left without a grad on steps that do not use it
+# Keyed by the Family class itself (src/families.py): a family from anywhere else (a user's, the
+# quintic of tests/extending) has no batched forward here, and its groups run member by member
+# (src/vectorized/loop.py says so in the log). Family.forward sums over everything, so a batched
+# forward cannot be derived from it generically.
+FORWARDS = {families.Cubic: cubic, families.Legendre: legendre, families.Dynamic: dynamic}
+DRAWS_DEPTH = {families.Dynamic}  # families whose forward pass draws from `random` on every call
+SKIPPABLE = {families.Dynamic: "e"}  # coefficient left without a grad on steps that do not use it
+
+
+def forward_of(family):
+    """The batched forward of a family, or None."""
+    return FORWARDS.get(type(family))

@@ -4,7 +4,7 @@ Jobs whose resolved configs differ only in `seed` form a group (any other job is
 one); each group, in chunks of at most `max_batch`, trains as one batched computation
 (src/vectorized/loop.py), and each member is tracked as its own run, exactly as src.train
 tracks a solo run (src/vectorized/tracking.py). Jobs are composed and validated by the sweeper
-before they reach us (src/preflight.py), so bad input never gets here.
+before they reach us (hydra_plugins/harness_sweeper), so bad input never gets here.
 """
 
 from __future__ import annotations
@@ -39,12 +39,13 @@ class Job:
     cfg: DictConfig  # what the task sees: the hydra node removed
 
 
-def compose_job(launcher, overrides, idx) -> Job:
+def compose_job(launcher, overrides, idx, output_dir: str) -> Job:
     config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config,
                                                                     list(overrides))
-    with open_dict(config):
+    with read_write(config), open_dict(config):
         config.hydra.job.id = idx
         config.hydra.job.num = idx
+        config.hydra.runtime.output_dir = output_dir  # every job's: the sweep folder
     cfg = OmegaConf.create(OmegaConf.to_container(config, resolve=False))
     with read_write(cfg), open_dict(cfg):
         del cfg["hydra"]
@@ -91,7 +92,7 @@ def launch(launcher, job_overrides, initial_job_idx) -> list[JobReturn]:
         log_config.hydra.runtime.output_dir = str(sweep_dir.resolve())
     HydraConfig.instance().set_config(log_config)
     configure_log(log_config.hydra.job_logging, config.hydra.verbose)
-    jobs = [compose_job(launcher, overrides, initial_job_idx + i)
+    jobs = [compose_job(launcher, overrides, initial_job_idx + i, str(sweep_dir.resolve()))
             for i, overrides in enumerate(job_overrides)]
     log.info("Launching %d jobs, vectorized over seeds", len(jobs))
     returns: dict[int, JobReturn] = {}

@@ -4,12 +4,13 @@
 FitResult its solo `src.trainer.fit` would return (same losses, coefficients, diverged step).
 A member whose loss goes non-finite stops alone: its curve ends there and its parameters and
 optimizer state stay as they were. Groups that cannot be batched exactly (see `why_not_batched`)
-run member by member through src.trainer.fit.
+run member by member through src.trainer.fit, and the log says why.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import random
@@ -20,21 +21,37 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from src.optimizers import ManualSGD
 from src.trainer import FLUSH_EVERY, FitResult, fit
 from src.vectorized import styles
-from src.vectorized.families import DRAWS_DEPTH, SKIPPABLE
-from src.vectorized.solo import batched_optimizer, device_of, family_of, solo_start
+from src.vectorized.families import DRAWS_DEPTH, SKIPPABLE, forward_of
+from src.vectorized.solo import (
+    batched_optimizer,
+    batched_scheduler,
+    device_of,
+    family_of,
+    solo_start,
+    style_of,
+)
 
 log = logging.getLogger(__name__)
 
-MemberLossCallback = Callable[[int, int, list, list], None]  # (member, first step, losses, ms)
+MemberSeriesCallback = Callable[[int, int, list, list], None]  # (member, first step, values, ms)
 
 # Optimizers whose update of a parameter reads only that parameter's own elementwise state, so a
 # member's skipped step can be undone row by row. Adam is not one: its bias correction counts
 # the steps a parameter was updated (one counter for all members), so groups in which a
 # member's solo run would skip a parameter (dynamic model, autograd styles) run member by member.
-ROW_MASKABLE_OPTIMIZERS = (torch.optim.SGD, torch.optim.RMSprop)
-AUTOGRAD_STYLES = ("autograd", "module", "nn")  # a coefficient left out of the graph gets no grad
+ROW_MASKABLE_OPTIMIZERS = (ManualSGD, torch.optim.SGD, torch.optim.RMSprop)
+# Optimizers whose update is elementwise, one batched instance doing for each member's rows what
+# the member's own instance does (the identity tests cover each): any other optimizer component
+# (a user's, Adagrad, ...) runs member by member rather than be assumed elementwise.
+BATCHED_OPTIMIZERS = (ManualSGD, torch.optim.SGD, torch.optim.RMSprop, torch.optim.Adam,
+                      torch.optim.AdamW)
+# Schedulers whose lr depends on the step count alone, so one on the batched optimizer gives
+# every member its solo run's lr sequence; any other runs member by member.
+BATCHED_SCHEDULERS = (torch.optim.lr_scheduler.StepLR, torch.optim.lr_scheduler.ExponentialLR,
+                      torch.optim.lr_scheduler.CosineAnnealingLR)
 
 
 @dataclass
@@ -45,30 +62,48 @@ class GroupResult:
     reason: Optional[str] = None  # why the group ran member by member
 
 
-def skips_parameters(cfg) -> bool:
-    return cfg.model.name in SKIPPABLE and cfg.implementation.name in AUTOGRAD_STYLES
+def skips_parameters(family, style) -> bool:
+    """A coefficient left out of the autograd graph on some steps gets no grad (no update)."""
+    return type(family) in SKIPPABLE and isinstance(style, styles.AUTOGRAD)
 
 
-def why_not_batched(cfg, optimizer) -> Optional[str]:
-    if skips_parameters(cfg) and not isinstance(optimizer, ROW_MASKABLE_OPTIMIZERS):
+def why_not_batched(cfg, family, style, optimizer) -> Optional[str]:
+    """Why this group cannot run batched bit-identically (None: it can)."""
+    if forward_of(family) is None or not styles.batchable(style):
+        return (f"model={family.name} implementation={style.name} has no batched forward in "
+                "src/vectorized/ (families.FORWARDS, styles.BUILDERS)")
+    if type(optimizer) not in BATCHED_OPTIMIZERS:  # a subclass may do anything
+        return (f"optimizer {type(optimizer).__name__} is not one known to update elementwise "
+                "(loop.BATCHED_OPTIMIZERS)")
+    if cfg.get("scheduler"):
+        scheduler = batched_scheduler(cfg, batched_optimizer(cfg, [torch.zeros(1)]))
+        if type(scheduler) not in BATCHED_SCHEDULERS:
+            return (f"scheduler {type(scheduler).__name__} is not one whose lr depends on the step "
+                    "alone (loop.BATCHED_SCHEDULERS)")
+    if skips_parameters(family, style) and type(optimizer) not in ROW_MASKABLE_OPTIMIZERS:
         return (f"optimizer {type(optimizer).__name__} counts each parameter's updates, and "
-                f"model={cfg.model.name} skips `{SKIPPABLE[cfg.model.name]}` per member")
+                f"model={family.name} skips `{SKIPPABLE[type(family)]}` per member")
     return None
 
 
-def fit_group(cfgs: list, on_losses: Optional[MemberLossCallback] = None) -> GroupResult:
-    """cfgs: validated member configs that differ only in seed."""
+def fit_group(cfgs: list, on_losses: Optional[MemberSeriesCallback] = None,
+              on_lrs: Optional[MemberSeriesCallback] = None) -> GroupResult:
+    """cfgs: validated member configs that differ only in seed. on_losses / on_lrs get each
+    member's loss (and, with a scheduler, lr) series, as src.trainer.fit's callbacks do."""
     cfg = cfgs[0]
+    family, style = family_of(cfg), style_of(cfg)
     starts = [solo_start(cfg, int(c.seed)) for c in cfgs]
-    reason = why_not_batched(cfg, starts[0].optimizer)
+    reason = why_not_batched(cfg, family, style, starts[0].optimizer)
     if reason is not None:
         log.info("group of %d runs member by member: %s", len(cfgs), reason)
-        return fit_one_by_one(cfgs, on_losses, reason)
+        return fit_one_by_one(cfgs, on_losses, on_lrs, reason)
     # nn's matrix products go through BLAS, whose sums depend on the thread count: they must run
     # with the solo run's threads (measured: with one thread they differ from step 1)
-    threads = contextlib.nullcontext() if cfg.implementation.name == "nn" else one_thread()
+    threads = (contextlib.nullcontext() if isinstance(style, styles.implementations.Sequential)
+               else one_thread())
     with threads:
-        return BatchedFit(cfg, [int(c.seed) for c in cfgs], starts, on_losses).run()
+        return BatchedFit(cfg, family, style, [int(c.seed) for c in cfgs], starts, on_losses,
+                          on_lrs).run()
 
 
 @contextlib.contextmanager
@@ -89,12 +124,12 @@ def one_thread():
         torch.set_num_threads(before)
 
 
-def fit_one_by_one(cfgs, on_losses, reason) -> GroupResult:
-    results = []
-    for i, c in enumerate(cfgs):
-        callback = None if on_losses is None else (
-            lambda first, values, stamps, i=i: on_losses(i, first, values, stamps))
-        results.append(fit(c, on_losses=callback))
+def fit_one_by_one(cfgs, on_losses, on_lrs, reason) -> GroupResult:
+    def member(callback, i):
+        return None if callback is None else functools.partial(callback, i)
+
+    results = [fit(c, on_losses=member(on_losses, i), on_lrs=member(on_lrs, i))
+               for i, c in enumerate(cfgs)]
     return GroupResult(results, sum(r.wall_time_s for r in results), False, reason)
 
 
@@ -130,25 +165,26 @@ class MaskedStep:
 
 
 class BatchedFit:
-    def __init__(self, cfg, seeds, starts, on_losses):
-        self.cfg, self.seeds, self.on_losses = cfg, seeds, on_losses
-        self.family = family_of(cfg)
+    def __init__(self, cfg, family, style, seeds, starts, on_losses, on_lrs):
+        self.cfg, self.seeds, self.on_losses, self.on_lrs = cfg, seeds, on_losses, on_lrs
+        self.family = family
         self.n = len(starts)
         solos = [s.strategy for s in starts]
-        self.strategy = styles.build(cfg.implementation.name, self.family, solos)
-        self.optimizer = batched_optimizer(starts[0].optimizer, self.strategy.params)
+        self.strategy = styles.build(style, self.family, solos)
+        self.optimizer = batched_optimizer(cfg, self.strategy.params)
+        self.scheduler = batched_scheduler(cfg, self.optimizer)
         self.masked_step = MaskedStep(self.optimizer, self.n)
-        self.numpy = cfg.implementation.name == "numpy"
+        self.numpy = isinstance(style, styles.implementations.Numpy)
         self.device = self.strategy.params[0].device
-        self.draws_depth = self.family.name in DRAWS_DEPTH
+        self.draws_depth = type(self.family) in DRAWS_DEPTH
         self.rngs = []
         for s in starts:  # each member's own `random`, as its solo loop finds it
             rng = random.Random()
             rng.setstate(s.random_state)
             self.rngs.append(rng)
-        skipped = SKIPPABLE.get(self.family.name)
+        skipped = SKIPPABLE.get(type(self.family))
         self.skippable = (self.strategy.params[self.family.coefficient_names.index(skipped)]
-                          if skipped and skips_parameters(cfg) else None)
+                          if skipped and skips_parameters(family, style) else None)
 
     def depth(self, active: list, rngs=None):
         """Each active member's draw of this step (inactive members draw nothing)."""
@@ -165,6 +201,7 @@ class BatchedFit:
         # The members' losses, step by step, in one preallocated table: a small tensor kept per
         # step would pin the allocator's heap (measured: +0.5 MB a step with 64 members).
         table, stamps = None, []
+        lrs = [] if self.scheduler is not None else None  # the lr each step's update used
         diverged = [None] * self.n
         active = [True] * self.n
         flushed = 0
@@ -179,6 +216,11 @@ class BatchedFit:
                     if end > flushed:
                         self.on_losses(i, flushed, [r[i] for r in block[:end - flushed]],
                                        stamps[flushed:end])
+            if self.on_lrs is not None and lrs and flushed < recorded:
+                for i in range(self.n):
+                    end = recorded if diverged[i] is None else min(diverged[i], recorded)
+                    if end > flushed:
+                        self.on_lrs(i, flushed, lrs[flushed:end], stamps[flushed:end])
             flushed = recorded
 
         start = time.perf_counter()
@@ -198,8 +240,12 @@ class BatchedFit:
                     table = torch.empty((steps, self.n), dtype=loss.dtype)
                 table[t].copy_(loss)
                 stamps.append(time.time_ns() // 1_000_000)
+                if lrs is not None:
+                    lrs.append(self.optimizer.param_groups[0]["lr"])
                 self.masked_step(self.untouched(active, depth))
                 self.optimizer.zero_grad()
+                if self.scheduler is not None:
+                    self.scheduler.step()
                 if t % log_every == log_every - 1:
                     live = [v for v, on in zip(values, active) if on]
                     log.info("%d %s .. %s (%d members)", t, min(live), max(live), len(live))
@@ -209,7 +255,7 @@ class BatchedFit:
             wall_time_s = time.perf_counter() - start
             flush()  # also on Ctrl-C / SIGTERM: every member's curve so far reaches the callback
         recorded = table[:len(stamps)] if table is not None else torch.empty((0, self.n))
-        return GroupResult(self.results(recorded, diverged, wall_time_s), wall_time_s, True)
+        return GroupResult(self.results(recorded, lrs, diverged, wall_time_s), wall_time_s, True)
 
     def untouched(self, active, depth) -> dict:
         if self.skippable is None and all(active):
@@ -221,7 +267,7 @@ class BatchedFit:
             keep[self.skippable] = frozen | unused
         return keep
 
-    def results(self, table, diverged, wall_time_s) -> list:
+    def results(self, table, lrs, diverged, wall_time_s) -> list:
         curves = table.T.tolist()
         coefficients = self.strategy.coefficient_rows()
         # the fit plot's forward pass draws from a copy of each member's `random` (solo: the
@@ -241,6 +287,7 @@ class BatchedFit:
         for i in range(self.n):
             end = len(curves[i]) if diverged[i] is None else diverged[i]
             coefs = dict(zip(names, coefficients[i]))
-            out.append(FitResult(curves[i][:end], coefs, self.family.formula(coefs),
+            out.append(FitResult(curves[i][:end], None if lrs is None else lrs[:end], coefs,
+                                 self.family.formula(coefs),
                                  wall_time_s / self.n, diverged[i], device, x, y, y_fit[i]))
         return out

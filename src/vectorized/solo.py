@@ -1,10 +1,10 @@
 """The one adapter between a batched group and the solo code: a member's start, as fit() makes it.
 
 For each member this calls what src.trainer.fit calls, in the same order (seed_everything, the
-implementation's strategy, the optimizer), so every draw comes from the same generators in the
-same order as the member's solo run; the batched loop then stacks what it finds here. After the
-optimizer component model changes (conf/optimizer with _target_), `solo_start` is the only
-place to re-point.
+family and style components, the style's strategy, the optimizer component), so every draw comes
+from the same generators in the same order as the member's solo run; the batched loop then stacks
+what it finds here. The batched optimizer and scheduler are built by the same component API
+(src/optimizers.py) from the same config nodes.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from src import implementations, optimizers
-from src.models import FAMILIES
+from src import families, implementations, optimizers
 from src.trainer import resolve_device, seed_everything
 
 
@@ -24,22 +23,33 @@ class SoloStart:
     random_state: object  # `random` as the solo loop finds it (the dynamic model's depth draws)
 
 
-def family_of(cfg):
-    return FAMILIES[cfg.model.name]
+def family_of(cfg) -> families.Family:
+    return families.of(cfg.model)
+
+
+def style_of(cfg) -> implementations.Style:
+    return implementations.of(cfg.implementation)
 
 
 def device_of(cfg):
-    return resolve_device(cfg.device.name, cfg.implementation.name)
+    return resolve_device(cfg.device.name, style_of(cfg))
 
 
 def solo_start(cfg, seed: int) -> SoloStart:
     seed_everything(seed)
-    strategy = implementations.build(cfg.implementation.name, family_of(cfg), cfg.model.init,
-                                     device_of(cfg))
+    family, style = family_of(cfg), style_of(cfg)
+    strategy = style.build(family, cfg.model.init, resolve_device(cfg.device.name, style))
     optimizer = optimizers.build(cfg.optimizer, strategy.params)
     return SoloStart(strategy, optimizer, random.getstate())
 
 
-def batched_optimizer(template, params):
-    """The same optimizer class and settings as the solo run's, over stacked parameters."""
-    return type(template)(list(params), **template.defaults)
+def batched_optimizer(cfg, params):
+    """The solo run's optimizer component (the same node, the same constructor), over the stacked
+    parameters."""
+    return optimizers.build(cfg.optimizer, list(params))
+
+
+def batched_scheduler(cfg, optimizer):
+    """The solo run's scheduler component on the batched optimizer, or None (scheduler=none).
+    Its lr depends on the step count only, so every member sees the solo run's sequence."""
+    return optimizers.build(cfg.scheduler, optimizer) if cfg.get("scheduler") else None

@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from src.vectorized.families import FORWARDS
+from src import implementations
+from src.vectorized.families import forward_of
 
 
 def stacked(tensors, shape):
@@ -24,7 +25,7 @@ class HandWrittenGradients:
 
     def __init__(self, solos, family):
         first = solos[0]
-        self.family, self.forward = family, FORWARDS[family.name]
+        self.family, self.forward = family, forward_of(family)
         self.numpy, self.x, self.y = first.numpy, first.x, first.y
         n = len(solos)
         if self.numpy:
@@ -79,7 +80,7 @@ class Autograd:
 
     def __init__(self, solos, family, loss_rows):
         first = solos[0]
-        self.family, self.forward, self.loss_rows = family, FORWARDS[family.name], loss_rows
+        self.family, self.forward, self.loss_rows = family, forward_of(family), loss_rows
         self.x, self.y = first.x, first.y
         n = len(solos)
         self.params = [stacked([s.params[i] for s in solos], (n, 1)).requires_grad_()
@@ -136,11 +137,22 @@ class Sequential:
             return self._predict().cpu().numpy()
 
 
-def build(implementation: str, family, solos):
+# Keyed by the Style class itself (src/implementations.py): a style from anywhere else has no
+# batched counterpart here, and its groups run member by member (src/vectorized/loop.py).
+BUILDERS = {
+    implementations.Numpy: HandWrittenGradients,
+    implementations.Tensor: HandWrittenGradients,
+    implementations.Sequential: Sequential,
+    implementations.RawAutograd: lambda solos, family: Autograd(solos, family, squared_error_rows),
+    implementations.CustomModule: lambda solos, family: Autograd(solos, family, mse_sum_rows),
+}
+AUTOGRAD = (implementations.RawAutograd, implementations.CustomModule, implementations.Sequential)
+
+
+def batchable(style) -> bool:
+    return type(style) in BUILDERS
+
+
+def build(style, family, solos):
     """solos: the members' solo strategies at their start, in member order."""
-    if implementation in ("numpy", "tensor"):
-        return HandWrittenGradients(solos, family)
-    if implementation == "nn":
-        return Sequential(solos, family)
-    return Autograd(solos, family, {"autograd": squared_error_rows, "module": mse_sum_rows}[
-        implementation])
+    return BUILDERS[type(style)](solos, family)

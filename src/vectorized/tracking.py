@@ -1,8 +1,9 @@
 """A batched group tracked as its members' own runs, the way src.train tracks a solo run.
 
-Every member gets the run a solo job would get (src.train.open_run / record_result: params,
-config and overrides artifacts, the full loss curve, summary metrics, tags, the same
-config_hash), plus the tags `vectorized.group` and `vectorized.size` and the metric
+Every member gets the run a solo job would get (src.train.open_run / training / record_result:
+params, config and overrides artifacts with URI secrets masked, the full loss curve and, with a
+scheduler, the `lr` series, summary metrics, tags with the same config_hash, seed_group and
+scheduler), plus the tags `vectorized.group` and `vectorized.size` and the metric
 `group_wall_time_s`; its `wall_time_s` is its share of the group's loop time. Instead of two
 PNGs per member, the sweep's parent run gets one loss band and one fit band per group, under
 groups/<group id>/ (src/vectorized/figures.py says why).
@@ -21,37 +22,36 @@ GROUP_WALL_TIME = "group_wall_time_s"
 
 def train_group(cfgs: list, overrides: list, group_id: str) -> list:
     """Train and track one group; returns each member's final loss (inf if it diverged)."""
-    from src.train import end_unfinished, open_run, record_result
-    from src.vectorized.loop import fit_group  # torch: imported once a group needs it
+    from src.train import open_run, output_dir, record_result, training
 
     try:
         for cfg in cfgs:
             validate(cfg)
+        cfg = cfgs[0]
+        # the recorder checks the store while torch is imported (as src.train does)
+        recorder = recorder_for(cfg.tracking.uri, cfg.tracking.experiment, output_dir())
+        from src.vectorized.loop import fit_group  # torch: imported once a group needs it
+
         tags = {"vectorized.group": group_id, "vectorized.size": len(cfgs)}
-        runs = [open_run(cfg, tags, member_overrides)
-                for cfg, member_overrides in zip(cfgs, overrides)]
-        try:
-            group = fit_group(cfgs, on_losses=lambda i, first, values, stamps:
-                              runs[i].log_losses(first, values, stamps))
-        except BaseException as exc:
-            for run in runs:  # every open member: KILLED on Ctrl-C / SIGTERM, else FAILED
-                end_unfinished(run, exc)
-            raise
+        runs = [open_run(recorder, member, tags, member_overrides)
+                for member, member_overrides in zip(cfgs, overrides)]
+        with training(recorder, runs):  # no member left RUNNING, whatever stops the group
+            group = fit_group(cfgs, on_losses=lambda i, *series: runs[i].log_losses(*series),
+                              on_lrs=lambda i, *series: runs[i].log_series("lr", *series))
     except (ConfigError, TrackingError) as exc:  # one line, and the sweep stops here
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2 if isinstance(exc, ConfigError) else 1) from None
-    parent = group_parent(cfgs[0])
-    for cfg, run, result in zip(cfgs, runs, group.members):
-        record_result(cfg, run, result, extra_metrics={GROUP_WALL_TIME: group.wall_time_s},
+    parent = group_parent(recorder)
+    for member, run, result in zip(cfgs, runs, group.members):
+        record_result(member, run, result, extra_metrics={GROUP_WALL_TIME: group.wall_time_s},
                       figures=parent is None)
     if parent is not None:
         log_group_figures(parent, cfgs, group, group_id)
     return [result.final_loss for result in group.members]
 
 
-def group_parent(cfg):
+def group_parent(recorder):
     """The sweep's parent run, when this process started it (else members plot themselves)."""
-    recorder = recorder_for(cfg.tracking.uri, cfg.tracking.experiment)
     parent = sweep.parent_for(recorder)
     return Run(recorder, parent) if isinstance(parent, int) else None
 
