@@ -120,6 +120,12 @@ def validate(cfg: DictConfig) -> None:
     Unknown options of a group (model=foo, optimizer=foo, ...) Hydra refuses itself, listing
     the options it found on its search path.
     """
+    validate_settings(cfg)
+    validate_components(cfg)
+
+
+def validate_settings(cfg: DictConfig) -> None:
+    """Every check but building the optimizer and scheduler (see validate_components)."""
     from src import families
 
     if not (cfg.lr > 0 and math.isfinite(cfg.lr)):
@@ -134,7 +140,7 @@ def validate(cfg: DictConfig) -> None:
         family = families.of(cfg.model)
     except (ImportError, AttributeError, TypeError) as exc:
         raise ConfigError(f"model._target_={cfg.model._target_}: {exc}") from None
-    from src import implementations, optimizers  # torch: the run needs it next anyway
+    from src import implementations  # torch: the run needs it next anyway
 
     style = implementations.of(cfg.implementation)
     if not style.supports(family):
@@ -156,6 +162,16 @@ def validate(cfg: DictConfig) -> None:
         if not torch.cuda.is_available():
             raise ConfigError("device=cuda: CUDA is not available on this machine; "
                               "allowed here: cpu, auto")
+
+
+def validate_components(cfg: DictConfig) -> None:
+    """The optimizer and scheduler nodes build (each once, on a dummy parameter).
+
+    Separate because the first torch.optim optimizer of a process imports torch._dynamo (about
+    1.5 s): a single run opens its store first, so that the store opens meanwhile.
+    """
+    from src import optimizers
+
     try:
         optimizers.check_optimizer(cfg.optimizer)
         if cfg.get("scheduler"):

@@ -33,6 +33,8 @@ from src.config import (
     register,
     seed_group_hash,
     validate,
+    validate_components,
+    validate_settings,
 )
 from src.preflight import describe
 from src.tracking import sweep
@@ -91,9 +93,11 @@ def skip_if_finished(cfg: DictConfig) -> float | None:
 def train_tracked(cfg: DictConfig, extra_tags: dict | None = None,
                   overrides: list | None = None) -> FitResult:
     """Validate, train and track one run."""
-    validate(cfg)
-    # The recorder checks the store while torch is imported (one line if it cannot be used).
+    validate_settings(cfg)
+    # The recorder checks and opens the store while the components are built the first time
+    # (one line if the store cannot be used); no run exists before both checks passed.
     recorder = recorder_for(cfg.tracking.uri, cfg.tracking.experiment, output_dir())
+    validate_components(cfg)
     from src.trainer import fit  # torch: imported once a run needs it (see main)
 
     run = open_run(recorder, cfg, extra_tags, overrides)

@@ -38,16 +38,22 @@ class ValidatingSweeper(BasicSweeper):
         self.launcher = ReportingLauncher(self.launcher, Path(config.hydra.sweep.dir))
 
     def validate_batch_is_legal(self, batch) -> None:
-        from src.config import validate
+        from src.config import validate_components, validate_settings
         from src.tracking import sweep
 
         loader = self.hydra_context.config_loader
+        current = sweep.current()
+        if current is not None:  # the store opens (no run yet) while torch is imported below
+            current.open_store()
+        configs = []
         for overrides in batch:
             cfg = loader.load_sweep_config(self.config, list(overrides))
-            validate(cfg)
+            validate_settings(cfg)
+            configs.append(cfg)
             if isinstance(loader, sweep.ComposeOnceLoader):
                 loader.remember(overrides, cfg)
-        current = sweep.current()
+        for cfg in configs:
+            validate_components(cfg)
         if current is not None:
             current.begin()  # all good: the sweep's parent run may now exist
             current.expect(len(batch))

@@ -48,10 +48,14 @@ class Sweep:
         self.expected: Optional[int] = None  # jobs launched, when the sweeper says
         self.closed = False
 
+    def open_store(self) -> RecorderProcess:
+        """The sweep's recorder, asked to check and open the store (no run yet)."""
+        return recorder_for(self.uri, self.experiment, self.config.hydra.sweep.dir)
+
     def begin(self) -> Run:
         """Open the parent run (once); a store that cannot be used is one line, before any job."""
         if self.parent is None and not self.closed:
-            recorder = recorder_for(self.uri, self.experiment, self.config.hydra.sweep.dir)
+            recorder = self.open_store()
             name, tags, params, overrides_yaml = parent_run_record(self.config)
             self.parent = recorder.start_run(run_name=name, tags=tags, params=params)
             self.parent.log_text("overrides.yaml", overrides_yaml)
