@@ -127,6 +127,10 @@ PartitionName=cpu Nodes={self.host} Default=YES MaxTime=INFINITE State=UP
                          for p in sorted((self.root / "log").glob("*")) if p.is_file())
 
     def stop(self) -> None:
+        # Jobs first: a job step (slurmstepd, detached from slurmd) would outlive the daemons.
+        if (self.root / "slurm.conf").exists():
+            subprocess.run([self.tool("scancel"), "--user", "root"], env=self.env,
+                           capture_output=True, timeout=30)
         for proc in reversed(self.procs):
             if proc.poll() is None:
                 proc.terminate()
@@ -135,7 +139,22 @@ PartitionName=cpu Nodes={self.host} Default=YES MaxTime=INFINITE State=UP
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+        kill_processes_of(self.conf)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def kill_processes_of(conf: Path) -> None:
+    """Whatever this cluster started that is still alive (job steps and their tasks): every
+    process whose environment names our slurm.conf."""
+    marker = f"SLURM_CONF={conf}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if marker in (entry / "environ").read_bytes().split(b"\0"):
+                os.kill(int(entry.name), 9)
+        except (OSError, ValueError):
+            continue
 
 
 @pytest.fixture(scope="module")
