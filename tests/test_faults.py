@@ -226,8 +226,10 @@ def assert_prefix_curve(store, run, at_least: int) -> list:
     return history
 
 
-def test_recorder_killed_stops_training_and_fails_the_run(store):
-    proc, printed = start_and_wait_for_stored_losses(store, LONG_DYNAMIC)
+def run_and_kill_recorder(store, args) -> tuple[CliResult, int, int]:
+    """Start the CLI, kill -9 its recorder once losses are in the store, wait for the CLI:
+    (its result, the last step it had printed when the recorder died, the last it printed)."""
+    proc, printed = start_and_wait_for_stored_losses(store, args)
     try:
         os.kill(recorder_of(proc.pid), signal.SIGKILL)
         step_at_kill = printed.last_step
@@ -237,7 +239,12 @@ def test_recorder_killed_stops_training_and_fails_the_run(store):
         if proc.poll() is None:
             proc.kill()
     printed.thread.join(timeout=10)
-    result = CliResult(LONG_DYNAMIC, proc.returncode, "".join(printed.lines), err)
+    result = CliResult(list(args), proc.returncode, "".join(printed.lines), err)
+    return result, step_at_kill, printed.last_step
+
+
+def test_recorder_killed_stops_training_and_fails_the_run(store):
+    result, step_at_kill, last_step = run_and_kill_recorder(store, LONG_DYNAMIC)
     assert result.returncode == 1, result.describe()
     lines = result.stderr_lines
     assert len(lines) == 1, f"expected one error line\n{result.describe()}"
@@ -246,7 +253,7 @@ def test_recorder_killed_stops_training_and_fails_the_run(store):
     assert "closed FAILED" in lines[0], lines[0]
     assert "Traceback" not in result.stdout + result.stderr
     # training stopped at once: a few hundred steps at most went by after the kill
-    assert printed.last_step - step_at_kill < 2000, (step_at_kill, printed.last_step)
+    assert last_step - step_at_kill < 2000, (step_at_kill, last_step)
     runs = store.runs()
     assert len(runs) == 1
     assert runs[0].info.status == "FAILED", runs[0].info.status
@@ -303,16 +310,7 @@ def test_refused_submission_fails_the_sweep_at_once(store, tmp_path):
 
 def test_recorder_killed_fails_every_member_of_a_vectorized_group(store):
     args = ["-m", "hydra/launcher=vectorized", *LONG_DYNAMIC, "seed=0,1"]
-    proc, printed = start_and_wait_for_stored_losses(store, args)
-    try:
-        os.kill(recorder_of(proc.pid), signal.SIGKILL)
-        proc.wait(timeout=180)
-        err = proc.stderr.read()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    printed.thread.join(timeout=10)
-    result = CliResult(args, proc.returncode, "".join(printed.lines), err)
+    result, _, _ = run_and_kill_recorder(store, args)
     assert result.returncode == 1, result.describe()
     (line,) = result.stderr_lines
     assert line.startswith(f"error: tracking recorder for {store.uri} died (killed by SIGKILL)")
