@@ -9,7 +9,6 @@ directory, which proves the CLI does not depend on being started from the reposi
 from __future__ import annotations
 
 import itertools
-import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +17,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import pytest
+
+from tests.helpers import environment_without_mlflow
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CLI_TIMEOUT_S = 300
@@ -58,8 +59,7 @@ class Store:
     # --- the CLI --------------------------------------------------------------------------------
     def env(self, tracking_uri: Optional[str] = "default", **extra) -> dict:
         """The child's environment: this store as MLFLOW_TRACKING_URI, unbuffered stdout."""
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("MLFLOW_") and k != "HARNESS_PARENT_RUN"}
+        env = environment_without_mlflow()
         if tracking_uri == "default":
             tracking_uri = self.uri
         if tracking_uri is not None:

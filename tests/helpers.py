@@ -20,6 +20,11 @@ from pathlib import Path
 import pytest
 
 
+def environment_without_mlflow() -> dict:
+    """This process's environment minus MLflow's settings: a child CLI tracks where it is told."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nobody listens on (bound once by us, then released)."""
     with socket.socket() as s:

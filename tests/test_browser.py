@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import running_mlflow_server, skip_or_fail
+from tests.helpers import environment_without_mlflow, running_mlflow_server, skip_or_fail
 
 pytestmark = pytest.mark.slow
 
@@ -96,8 +96,7 @@ def sweep_store(tmp_path_factory):
     """A SQLite store holding one CLI sweep of four jobs; returns (uri, experiment_id, runs)."""
     root = tmp_path_factory.mktemp("browser")
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("MLFLOW_") and k != "HARNESS_PARENT_RUN"}
+    env = environment_without_mlflow()
     env.update(MLFLOW_TRACKING_URI=uri, PYTHONUNBUFFERED="1")
     hydra_dirs = [f"hydra.run.dir={root}/hydra/run", f"hydra.sweep.dir={root}/hydra/multirun"]
     proc = subprocess.run([sys.executable, "-m", "src.train", *SWEEP_ARGS, *hydra_dirs],

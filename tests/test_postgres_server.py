@@ -11,13 +11,18 @@ installs them: there the absence is a failure.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
 import pytest
 
-from tests.helpers import installed_driver, run_checked, running_mlflow_server, running_postgres
+from tests.helpers import (
+    environment_without_mlflow,
+    installed_driver,
+    run_checked,
+    running_mlflow_server,
+    running_postgres,
+)
 
 CLI_TIMEOUT_S = 600
 STEPS = 500
@@ -41,8 +46,7 @@ def server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def sweep(server):
     url, pg, artifacts, tmp = server
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("MLFLOW_") and k != "HARNESS_PARENT_RUN"}
+    env = environment_without_mlflow()
     env.update(MLFLOW_TRACKING_URI=url, PYTHONUNBUFFERED="1")
     cwd = tmp / "elsewhere"
     cwd.mkdir()

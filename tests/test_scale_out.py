@@ -17,7 +17,6 @@ first test that needs one asks for it, and each test waits only for its own.
 from __future__ import annotations
 
 import math
-import os
 import queue
 import re
 import signal
@@ -33,7 +32,7 @@ from typing import Optional
 import pytest
 import yaml
 
-from tests.helpers import free_port
+from tests.helpers import environment_without_mlflow, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CLI_TIMEOUT_S = 600
@@ -101,8 +100,7 @@ class Job:
 
 
 def child_env(uri: Optional[str]) -> dict:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("MLFLOW_") and k != "HARNESS_PARENT_RUN"}
+    env = environment_without_mlflow()
     if uri is not None:
         env["MLFLOW_TRACKING_URI"] = uri
     env["PYTHONUNBUFFERED"] = "1"
