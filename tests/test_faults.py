@@ -163,16 +163,18 @@ LONG_DYNAMIC = ["experiment=dynamic", "log_every=100", "steps=400000"]
 STORED_BEFORE_KILL = 5000  # one batch of losses (trainer.FLUSH_EVERY) in the store first
 
 
-def stored_losses(store) -> int:
+def stored_losses(store) -> list[int]:
+    """How many loss values each run has in the store so far."""
     import sqlite3
 
     if not store.db.exists():
-        return 0
+        return []
     try:
         with sqlite3.connect(store.db, timeout=5) as conn:
-            return conn.execute("SELECT count(*) FROM metrics WHERE key = 'loss'").fetchone()[0]
+            return [n for (n,) in conn.execute(
+                "SELECT count(*) FROM metrics WHERE key = 'loss' GROUP BY run_uuid")]
     except sqlite3.Error:  # the tables are being created
-        return 0
+        return []
 
 
 def recorder_of(pid: int) -> int:
@@ -208,11 +210,13 @@ class Printed:
                 self.last_step = int(m.group(1))
 
 
-def start_and_wait_for_stored_losses(store, args):
+def start_and_wait_for_stored_losses(store, args, runs: int = 1):
+    """Start the CLI; return once each of its `runs` training runs has a batch in the store (a
+    vectorized group's members are flushed one after another, so one can lag the others)."""
     proc = store.popen(args)
     printed = Printed(proc)
     deadline = time.monotonic() + 300
-    while stored_losses(store) < STORED_BEFORE_KILL:
+    while sum(n >= STORED_BEFORE_KILL for n in stored_losses(store)) < runs:
         assert proc.poll() is None, f"the run ended early:\n{''.join(printed.lines)[-2000:]}"
         assert time.monotonic() < deadline, "no losses reached the store"
         time.sleep(0.2)
@@ -226,10 +230,11 @@ def assert_prefix_curve(store, run, at_least: int) -> list:
     return history
 
 
-def run_and_kill_recorder(store, args) -> tuple[CliResult, int, int]:
-    """Start the CLI, kill -9 its recorder once losses are in the store, wait for the CLI:
-    (its result, the last step it had printed when the recorder died, the last it printed)."""
-    proc, printed = start_and_wait_for_stored_losses(store, args)
+def run_and_kill_recorder(store, args, runs: int = 1) -> tuple[CliResult, int, int]:
+    """Start the CLI, kill -9 its recorder once losses of its `runs` runs are in the store, wait
+    for the CLI: (its result, the last step it had printed when the recorder died, the last it
+    printed)."""
+    proc, printed = start_and_wait_for_stored_losses(store, args, runs)
     try:
         os.kill(recorder_of(proc.pid), signal.SIGKILL)
         step_at_kill = printed.last_step
@@ -310,7 +315,7 @@ def test_refused_submission_fails_the_sweep_at_once(store, tmp_path):
 
 def test_recorder_killed_fails_every_member_of_a_vectorized_group(store):
     args = ["-m", "hydra/launcher=vectorized", *LONG_DYNAMIC, "seed=0,1"]
-    result, _, _ = run_and_kill_recorder(store, args)
+    result, _, _ = run_and_kill_recorder(store, args, runs=2)
     assert result.returncode == 1, result.describe()
     (line,) = result.stderr_lines
     assert line.startswith(f"error: tracking recorder for {store.uri} died (killed by SIGKILL)")
@@ -319,6 +324,6 @@ def test_recorder_killed_fails_every_member_of_a_vectorized_group(store):
     assert len(members) == 2
     for run in members:  # no member left RUNNING
         assert run.info.status == "FAILED", run.info.status
-        assert_prefix_curve(store, run, 1)
+        assert_prefix_curve(store, run, STORED_BEFORE_KILL)
     (parent,) = [r for r in store.runs() if r.data.tags.get(SWEEP_TAG) == "true"]
     assert parent.info.status == "FAILED"
