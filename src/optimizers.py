@@ -13,6 +13,7 @@ built once on a dummy parameter), an optimizer whose step needs a closure (LBFGS
 from __future__ import annotations
 
 import inspect
+import json
 
 import torch
 from hydra.utils import get_class, instantiate
@@ -61,6 +62,9 @@ def keywords(cls, first: str) -> list[str]:
             and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
+_built: set = set()  # nodes (resolved) already checked: a seed study checks one node many times
+
+
 def check(group: str, node, base: type, first: str, dummy_first) -> None:
     """Raise ValueError (one line, naming the key and what is allowed) if `node` cannot build."""
     target = node.get("_target_")
@@ -71,7 +75,8 @@ def check(group: str, node, base: type, first: str, dummy_first) -> None:
     if not issubclass(cls, base):
         raise ValueError(f"{group}._target_={target}: not a {base.__module__}.{base.__name__}")
     allowed = keywords(cls, first)
-    kwargs = {k: v for k, v in arguments(node).items() if not k.startswith("_")}
+    content = arguments(node)
+    kwargs = {k: v for k, v in content.items() if not k.startswith("_")}
     for key in kwargs:
         if key not in allowed:
             raise ValueError(f"{group}.{key}: {cls.__name__} does not take it; "
@@ -82,11 +87,15 @@ def check(group: str, node, base: type, first: str, dummy_first) -> None:
             raise ValueError(f"{group}={node.get(IDENTITY_KEY, target)}: {cls.__name__} needs a "
                              "closure that recomputes the loss; this loop steps once per loss, "
                              "use another optimizer")
+    identity = (group, json.dumps(content, sort_keys=True, default=repr))
+    if identity in _built:
+        return
     try:
         build(node, dummy_first())
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{group}: {cls.__name__}({', '.join(f'{k}={v}' for k, v in kwargs.items())})"
                          f" refused: {exc}") from None
+    _built.add(identity)
 
 
 def dummy_optimizer() -> torch.optim.Optimizer:

@@ -19,10 +19,11 @@ def open_writer(uri: str):
     return writer, replies
 
 
-def write_losses(writer: StoreWriter) -> str:
-    writer.start_run(0, "fast-path", {}, {})
-    writer.losses_batch(0, 0, [float(i) for i in range(ROWS)], list(range(ROWS)))
-    return writer.runs[0]
+def write_losses(writer: StoreWriter, key: int = 0) -> str:
+    writer.start_run(key, "fast-path", {}, {})
+    writer.losses_batch(key, 0, [float(i) for i in range(ROWS)], list(range(ROWS)))
+    writer.flush()  # what the recorder does when no message is waiting
+    return writer.runs[key]
 
 
 def assert_fast_path_taken(uri: str) -> None:
@@ -31,8 +32,7 @@ def assert_fast_path_taken(uri: str) -> None:
     assert writer.metrics_table is not None, "the fast path was not chosen"
     inserted = []
     bulk = writer.insert_metric_history
-    writer.insert_metric_history = lambda run_id, rows: (inserted.append(len(rows)),
-                                                         bulk(run_id, rows))
+    writer.insert_metric_history = lambda rows: (inserted.append(len(rows)), bulk(rows))
     run_id = write_losses(writer)
     assert inserted == [ROWS - 1], f"bulk insert took {inserted} rows"  # the last: log_batch
     history = writer.client.get_metric_history(run_id, "loss")
@@ -54,3 +54,34 @@ def test_unexpected_layout_falls_back_with_one_warning(tmp_path, monkeypatch):
     run_id = write_losses(writer)  # still complete, the slow way
     history = writer.client.get_metric_history(run_id, "loss")
     assert sorted(m.step for m in history) == list(range(ROWS))
+
+
+def test_a_groups_histories_go_in_one_insert_and_one_log_batch_a_run(tmp_path):
+    """Messages that arrive together (a vectorized group's flush, then its results) are written
+    together: one INSERT for every history, one log_batch per run for its metrics and tags."""
+    writer, _ = open_writer(f"sqlite:///{tmp_path}/mlflow.db")
+    inserts, batches = [], []
+    bulk, log_batch = writer.insert_metric_history, writer.client.log_batch
+    writer.insert_metric_history = lambda rows: (inserts.append(len(rows)), bulk(rows))
+    writer.client.log_batch = lambda run_id, **kw: (batches.append(run_id), log_batch(run_id, **kw))
+    for key in range(3):
+        writer.start_run(key, f"member-{key}", {}, {"seed": key})
+    writer.flush()  # the params
+    batches.clear()
+    for key in range(3):
+        writer.losses_batch(key, 0, [float(key + i) for i in range(ROWS)], list(range(ROWS)))
+    for key in range(3):
+        writer.metrics(key, [("final_loss", float(key), 0, 0)])
+        writer.tags(key, {"diverged": "false"})
+    for key in range(3):
+        writer.end_run(key, "FINISHED")
+    assert inserts == [3 * (ROWS - 1)]
+    assert len(batches) == 3 and len(set(batches)) == 3, batches  # one log_batch a run
+    for run in writer.client.search_runs([writer.experiment_id], ""):
+        key = int(run.data.params["seed"])
+        assert run.info.status == "FINISHED"
+        assert run.data.metrics == {"loss": float(key + ROWS - 1), "final_loss": float(key)}
+        assert run.data.tags["diverged"] == "false"
+        history = writer.client.get_metric_history(run.info.run_id, "loss")
+        assert sorted((m.step, m.value) for m in history) == \
+            [(i, float(key + i)) for i in range(ROWS)]

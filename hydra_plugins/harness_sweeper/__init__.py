@@ -19,7 +19,8 @@ class ValidatingSweeper(BasicSweeper):
     The basic sweeper composes every job of a batch before launching it (composition errors);
     we also run config.validate on each, so a sweep with any bad job is refused, in one line,
     before its first job or its parent run exists; then the parent opens. The launcher is handed
-    those compositions instead of composing each job again (compose_once; see the README for
+    those compositions instead of composing each job again, and jobs that differ only in their
+    seed are derived from one composition (compose_once, src/compose_once.py; the README says
     what it saves).
     """
 
@@ -28,7 +29,8 @@ class ValidatingSweeper(BasicSweeper):
         self.compose_once = compose_once
 
     def setup(self, *, hydra_context: HydraContext, task_function, config: DictConfig) -> None:
-        from src.tracking.sweep import ComposeOnceLoader, ReportingLauncher
+        from src.compose_once import ComposeOnceLoader
+        from src.tracking.sweep import ReportingLauncher
 
         if self.compose_once:
             hydra_context = HydraContext(
@@ -38,6 +40,7 @@ class ValidatingSweeper(BasicSweeper):
         self.launcher = ReportingLauncher(self.launcher, Path(config.hydra.sweep.dir))
 
     def validate_batch_is_legal(self, batch) -> None:
+        from src.compose_once import ComposeOnceLoader
         from src.config import validate_components, validate_settings
         from src.tracking import sweep
 
@@ -50,7 +53,7 @@ class ValidatingSweeper(BasicSweeper):
             cfg = loader.load_sweep_config(self.config, list(overrides))
             validate_settings(cfg)
             configs.append(cfg)
-            if isinstance(loader, sweep.ComposeOnceLoader):
+            if isinstance(loader, ComposeOnceLoader):
                 loader.remember(overrides, cfg)
         for cfg in configs:
             validate_components(cfg)

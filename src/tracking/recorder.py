@@ -25,22 +25,40 @@ import signal
 import sys
 import threading
 import time
+import tempfile
 import traceback
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from pathlib import Path
 
 SWEEP_SETTLE_TIMEOUT_S = 300.0
 CHILDREN_SETTLE_TIMEOUT_S = 30.0  # a failed sweep waits this long for its children to end
 STORE_LOCK_TIMEOUT_S = 300.0
-MAX_METRICS_PER_CALL = 1000  # MLflow's limit for one log_batch request
+# MLflow's limits for one log_batch request (mlflow.utils.validation)
+MAX_ENTITIES_PER_CALL = 1000
+MAX_PARAMS_TAGS_PER_CALL = 100
 # The columns the bulk insert writes; MLflow's metrics table must have exactly these.
 METRIC_COLUMNS = {"run_uuid", "key", "value", "timestamp", "step", "is_nan"}
 # What a fresh recorder still does for runs it adopted from a dead one: close them, nothing else
 # (more loss rows after the lost ones would leave a gap in the curve).
 ADOPTED_OPS = ("end_run", "finish_sweep", "record_skip", "history_length")
+# Messages that only add to what waits for StoreWriter.flush.
+BUFFERED_OPS = ("losses_batch", "metrics", "tags", "text")
+
+
+@dataclass
+class Pending:
+    """What waits to be written for one run (see StoreWriter.flush)."""
+    params: dict = field(default_factory=dict)
+    metrics: list = field(default_factory=list)  # (key, value, timestamp, step)
+    tags: dict = field(default_factory=dict)
+    texts: dict = field(default_factory=dict)  # artifact file -> text
+    history: list = field(default_factory=list)  # loss rows for the direct insert
 
 
 class StoreWriter:
-    """Writes what the training process sends into the MLflow store, one message at a time."""
+    """Writes what the training process sends into the MLflow store, in the order it was sent;
+    messages that only add data to runs are written together (flush)."""
 
     def __init__(self, reply):
         self.reply = reply
@@ -55,6 +73,7 @@ class StoreWriter:
         self.adopted = set()  # keys of runs a dead recorder left open
         self.failed = {}  # key -> error message
         self.losses = {}  # key -> list of losses, for the loss-curve plot
+        self.pending: dict[int, Pending] = {}  # key -> what waits for flush()
 
     # --- operations -------------------------------------------------------------------------
     def check(self, uri, experiment, artifact_location, log_path=None):
@@ -161,8 +180,6 @@ class StoreWriter:
                 traceback.print_exc(file=sys.stderr)
 
     def start_run(self, key, run_name, tags, params, parent=None):
-        from mlflow.entities import Param
-
         if parent is not None:  # a run id, or the key of a run started through us
             tags = {**tags, "mlflow.parentRunId": self.runs[parent] if isinstance(parent, int)
                     else parent}
@@ -170,10 +187,12 @@ class StoreWriter:
                            tags=tags)
         self.runs[key] = run.info.run_id
         self.losses[key] = []
-        with_retries(self.client.log_batch, run.info.run_id,
-                     params=[Param(k, str(v)) for k, v in params.items()])
+        self.pending.setdefault(key, Pending()).params.update(params)
         self.reply(("started", key, run.info.run_id))
 
+    # metrics, tags, params, texts and history rows wait in Pending until the next message that
+    # is not one of these, or until no message is waiting: runs that end together (a vectorized
+    # group) then cost one transaction for all their histories and one log_batch each.
     def losses_batch(self, key, first_step, values, stamps):
         self.losses[key].extend(values)
         rows = [("loss", v, ts, first_step + i) for i, (v, ts) in enumerate(zip(values, stamps))]
@@ -181,34 +200,69 @@ class StoreWriter:
             # History rows straight into the metrics table (one INSERT ... executemany: about
             # 0.1 s per 30000 rows against 2.3 s through log_batch's ORM); the last row goes
             # through MLflow itself, which keeps the run's latest-metric record right.
-            with_retries(self.insert_metric_history, self.runs[key], rows[:-1])
+            self.pending.setdefault(key, Pending()).history.extend(rows[:-1])
             rows = rows[-1:]
         self.metrics(key, rows)
 
-    def insert_metric_history(self, run_id, rows):
-        from sqlalchemy import insert
-
-        if rows:
-            with self.sql_engine.begin() as conn:
-                conn.execute(insert(self.metrics_table), [
-                    dict(run_uuid=run_id, key=k, value=v, timestamp=ts, step=step, is_nan=False)
-                    for k, v, ts, step in rows])
-
     def metrics(self, key, rows):
-        from mlflow.entities import Metric
-
-        for start in range(0, len(rows), MAX_METRICS_PER_CALL):
-            with_retries(self.client.log_batch, self.runs[key],
-                         metrics=[Metric(*row) for row in rows[start:start + MAX_METRICS_PER_CALL]])
+        self.pending.setdefault(key, Pending()).metrics.extend(rows)
 
     def tags(self, key, tags):
-        from mlflow.entities import RunTag
-
-        with_retries(self.client.log_batch, self.runs[key],
-                     tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        self.pending.setdefault(key, Pending()).tags.update(tags)
 
     def text(self, key, artifact_file, text):
-        with_retries(self.client.log_text, self.runs[key], text, artifact_file)
+        self.pending.setdefault(key, Pending()).texts[artifact_file] = text
+
+    def flush(self):
+        """Write what waits in Pending: all history rows in one transaction, then per run one
+        log_batch (params, metrics, tags) and one upload of its texts."""
+        pending, self.pending = self.pending, {}
+        pending = {k: p for k, p in pending.items() if k in self.runs and k not in self.failed}
+        history = [(key, row) for key, p in pending.items() for row in p.history]
+        if history:
+            try:
+                with_retries(self.insert_metric_history,
+                             [(self.runs[key], row) for key, row in history])
+            except Exception as exc:
+                for key in {key for key, _ in history}:
+                    self.fail(key, "losses_batch", exc)
+        for key, p in pending.items():
+            if key in self.failed:
+                continue
+            try:
+                self.write(key, p)
+            except Exception as exc:
+                self.fail(key, "log_batch", exc)
+
+    def write(self, key, p: "Pending"):
+        from mlflow.entities import Metric, Param, RunTag
+
+        run_id = self.runs[key]
+        params = [Param(k, str(v)) for k, v in p.params.items()]
+        metrics = [Metric(*row) for row in p.metrics]
+        tags = [RunTag(k, str(v)) for k, v in p.tags.items()]
+        while params or metrics or tags:  # within MLflow's limits for one log_batch
+            n_params = min(len(params), MAX_PARAMS_TAGS_PER_CALL)
+            n_tags = min(len(tags), MAX_PARAMS_TAGS_PER_CALL - n_params)
+            n_metrics = min(len(metrics), MAX_ENTITIES_PER_CALL - n_params - n_tags)
+            with_retries(self.client.log_batch, run_id, metrics=metrics[:n_metrics],
+                         params=params[:n_params], tags=tags[:n_tags])
+            params, metrics, tags = params[n_params:], metrics[n_metrics:], tags[n_tags:]
+        if p.texts:
+            with tempfile.TemporaryDirectory() as folder:
+                for name, text in p.texts.items():
+                    path = Path(folder, name)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_text(text, encoding="utf-8")
+                with_retries(self.client.log_artifacts, run_id, folder)
+
+    def insert_metric_history(self, rows):
+        from sqlalchemy import insert
+
+        with self.sql_engine.begin() as conn:
+            conn.execute(insert(self.metrics_table), [
+                dict(run_uuid=run_id, key=k, value=v, timestamp=ts, step=step, is_nan=False)
+                for run_id, (k, v, ts, step) in rows])
 
     def figures(self, key, x, y, y_fit, formula, title):
         from src import plots  # plain Figure objects: no pyplot state, no GUI backend
@@ -225,6 +279,9 @@ class StoreWriter:
             with_retries(self.client.log_figure, self.runs[key], fig, f"{folder}/{name}")
 
     def end_run(self, key, status):
+        self.flush()
+        if key in self.failed:  # flush failed it, and closed it FAILED
+            return
         run_id = self.runs.pop(key)
         self.losses.pop(key, None)
         with_retries(self.client.set_terminated, run_id, status)
@@ -288,6 +345,8 @@ class StoreWriter:
     # --- dispatch -----------------------------------------------------------------------------
     def handle(self, message):
         op, *args = message
+        if op not in BUFFERED_OPS:
+            self.flush()  # everything sent before this message is in the store first
         if op == "sync":
             self.reply(("answer", args[0], None))
             return
@@ -313,14 +372,19 @@ class StoreWriter:
         try:
             getattr(self, op)(*args)
         except Exception as exc:
-            traceback.print_exc(file=sys.stderr)
-            self.failed[key] = self.failure(f"tracking failed ({op})", exc)
-            self.reply(("error", key, self.failed[key]))
-            if op != "start_run" and key in self.runs:
-                try:
-                    with_retries(self.client.set_terminated, self.runs.pop(key), "FAILED")
-                except Exception:
-                    traceback.print_exc(file=sys.stderr)
+            self.fail(key, op, exc)
+
+    def fail(self, key, op, exc):
+        """The run's writing failed: say so (once) and close it FAILED."""
+        traceback.print_exc(file=sys.stderr)
+        self.pending.pop(key, None)
+        self.failed[key] = self.failure(f"tracking failed ({op})", exc)
+        self.reply(("error", key, self.failed[key]))
+        if op != "start_run" and key in self.runs:
+            try:
+                with_retries(self.client.set_terminated, self.runs.pop(key), "FAILED")
+            except Exception:
+                traceback.print_exc(file=sys.stderr)
 
 
 def metrics_layout_problem(store):
@@ -450,8 +514,13 @@ def main() -> None:
     import mlflow  # noqa: F401  (now, while the training process starts up, not at the first run)
 
     while True:
-        message = inbox_queue.get()
+        try:
+            message = inbox_queue.get_nowait()
+        except queue.Empty:  # nothing waiting: write what is buffered before we idle
+            writer.flush()
+            message = inbox_queue.get()
         if message is None:  # the training process is gone
+            writer.flush()
             writer.terminate_runs("KILLED")
             return
         if message[0] == "close":

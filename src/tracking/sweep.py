@@ -150,31 +150,6 @@ def parent_for(recorder: RecorderProcess) -> Union[None, int, str]:
     return _current.parent_for(recorder) if _current is not None else None
 
 
-class ComposeOnceLoader:
-    """A config loader that hands the launcher the job configs the sweeper already composed."""
-
-    def __init__(self, loader) -> None:
-        self.loader = loader
-        self.composed: dict = {}
-
-    def remember(self, overrides, cfg: DictConfig) -> None:
-        self.composed[tuple(overrides)] = cfg
-
-    def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list) -> DictConfig:
-        cfg = self.composed.pop(tuple(sweep_overrides), None)
-        return cfg if cfg is not None else self.loader.load_sweep_config(master_config,
-                                                                         sweep_overrides)
-
-    def __getattr__(self, name):
-        return getattr(self.loader, name)
-
-    def __getstate__(self) -> dict:  # to launcher workers: no composed configs
-        return {"loader": self.loader, "composed": {}}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-
-
 class LaunchError(RuntimeError):
     """The launcher could not start the jobs (e.g. sbatch refused them); one line."""
 

@@ -10,9 +10,6 @@ the training process; the recorder only draws them (`band`).
 from __future__ import annotations
 
 import numpy as np
-from matplotlib.figure import Figure
-
-from src.plots import MARGINS
 
 
 def loss_stats(curves: list) -> np.ndarray:
@@ -28,7 +25,11 @@ def fit_stats(y_fits) -> np.ndarray:
     return np.percentile(np.asarray(y_fits, dtype=float), [0, 50, 100], axis=0)
 
 
-def band(x, stats, title: str, xlabel: str, ylabel: str, log: bool, data=None) -> Figure:
+def band(x, stats, title: str, xlabel: str, ylabel: str, log: bool, data=None):
+    from matplotlib.figure import Figure  # in the recorder only: the statistics need numpy
+
+    from src.plots import MARGINS
+
     fig = Figure(figsize=(6, 4), dpi=100)
     ax = fig.subplots()
     if data is not None:

@@ -46,7 +46,7 @@ def compose_job(launcher, overrides, idx, output_dir: str) -> Job:
         config.hydra.job.id = idx
         config.hydra.job.num = idx
         config.hydra.runtime.output_dir = output_dir  # every job's: the sweep folder
-    cfg = OmegaConf.create(OmegaConf.to_container(config, resolve=False))
+    cfg = copy.deepcopy(config)  # what the task sees, as Hydra's run_job makes it
     with read_write(cfg), open_dict(cfg):
         del cfg["hydra"]
     return Job(idx, list(overrides), config, cfg)

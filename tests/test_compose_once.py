@@ -1,0 +1,108 @@
+"""Seed variants of a sweep job are derived from one composition, and are exactly what Hydra
+composes; where they would not be, every job is composed by Hydra again (src/compose_once.py)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+
+from src import compose_once, config
+from src.compose_once import ComposeOnceLoader
+
+
+class CountingLoader:
+    """Hydra's config loader, counting the compositions asked of it."""
+
+    def __init__(self, loader):
+        self.loader, self.calls = loader, 0
+
+    def load_sweep_config(self, master_config, overrides):
+        self.calls += 1
+        return self.loader.load_sweep_config(master_config, overrides)
+
+
+@pytest.fixture
+def hydra_loader():
+    """(master config, Hydra's own config loader) for `python -m src.train -m ...` here."""
+    config.register()
+    with initialize_config_dir(config_dir=str(config.CONF_DIR), version_base="1.3",
+                               job_name="train"):
+        master = compose(config.CONFIG_NAME, overrides=[], return_hydra_config=True)
+        yield master, GlobalHydra.instance().config_loader()
+
+
+def sweep_jobs(seeds, *others):
+    return [[*others[:1], f"seed={s}", *others[1:]] for s in seeds]
+
+
+def as_dict(cfg):
+    return OmegaConf.to_container(cfg, resolve=False)
+
+
+@pytest.mark.parametrize("others", [
+    ("experiment=autograd", "lr=1e-6"),
+    ("model=legendre", "optimizer=adam", "hydra.job.config.override_dirname.exclude_keys=[seed]"),
+    ("experiment=dynamic", "scheduler=step", "steps=300"),
+])
+def test_seed_variants_are_hydras_composition(hydra_loader, others):
+    master, loader = hydra_loader
+    counting = CountingLoader(loader)
+    once = ComposeOnceLoader(counting)
+    jobs = sweep_jobs(range(6), *others)
+    derived = [once.load_sweep_config(master, job) for job in jobs]
+    assert counting.calls == 2  # the first job, and the second to check the derivation against
+    for job, cfg in zip(jobs, derived):
+        composed = loader.load_sweep_config(master, job)
+        assert as_dict(cfg) == as_dict(composed), job
+        assert OmegaConf.is_struct(cfg) == OmegaConf.is_struct(composed)
+    assert [c.seed for c in derived] == list(range(6))
+    assert derived[3].hydra.overrides.task[1] == "seed=3"
+
+
+def test_other_differences_are_composed_by_hydra(hydra_loader):
+    master, loader = hydra_loader
+    counting = CountingLoader(loader)
+    once = ComposeOnceLoader(counting)
+    jobs = [["lr=1e-6", "seed=1"], ["lr=2e-6", "seed=1"],
+            ["seed=2", "lr=1e-6"],  # the same overrides in another order: Hydra's to compose
+            ["seed=${steps}"], ["model=legendre"]]  # an interpolation: not a plain seed
+    for job in jobs:
+        assert as_dict(once.load_sweep_config(master, job)) == \
+            as_dict(loader.load_sweep_config(master, job))
+    assert counting.calls == len(jobs)
+
+
+def test_a_derivation_that_differs_turns_itself_off(hydra_loader, monkeypatch, caplog):
+    """A Hydra that recorded the overrides somewhere else: caught, and every job composed."""
+    master, loader = hydra_loader
+    monkeypatch.setattr(compose_once, "overrides_dirname", lambda cfg: "not what hydra says")
+    counting = CountingLoader(loader)
+    once = ComposeOnceLoader(counting)
+    jobs = sweep_jobs(range(5), "experiment=autograd")
+    with caplog.at_level(logging.WARNING, logger="src.compose_once"):
+        configs = [once.load_sweep_config(master, job) for job in jobs]
+    assert counting.calls == len(jobs)
+    assert "composed one by one" in caplog.text
+    for job, cfg in zip(jobs, configs):
+        assert as_dict(cfg) == as_dict(loader.load_sweep_config(master, job))
+
+
+def test_a_hydra_without_the_dirname_helper_composes_every_job(hydra_loader, monkeypatch, caplog):
+    master, loader = hydra_loader
+
+    def moved(cfg):
+        raise ImportError("cannot import name 'get_overrides_dirname'")
+
+    monkeypatch.setattr(compose_once, "overrides_dirname", moved)
+    counting = CountingLoader(loader)
+    once = ComposeOnceLoader(counting)
+    jobs = sweep_jobs(range(4), "experiment=numpy")
+    with caplog.at_level(logging.WARNING, logger="src.compose_once"):
+        configs = [once.load_sweep_config(master, job) for job in jobs]
+    assert counting.calls == len(jobs)
+    assert "get_overrides_dirname" in caplog.text
+    assert [c.seed for c in configs] == [0, 1, 2, 3]
