@@ -1,7 +1,7 @@
 """Seed studies: hydra/launcher=vectorized against the basic (and joblib) launcher.
 
 Run from anywhere:  python benchmarks/vectorized.py [--seeds 64] [--dynamic-steps 3000]
-                    [--sizes 1,4,16,64,256] [--out benchmarks/results]
+                    [--sizes 1,4,16,64,256] [--out benchmarks/results] [--compare-only]
 
 Every measurement is a whole command (`python -m src.train -m ...`, start-up included) on a
 fresh SQLite store, with its peak memory (the largest process of the command: the training
@@ -9,7 +9,9 @@ process or its recorder). Reported:
 1. a seed study (`experiment=autograd 'seed=range(64)'`), vectorized / basic; target <= 0.25,
    goal <= 0.15; the same for the module and dynamic presets (dynamic with --dynamic-steps);
 2. seconds per member against group size (vectorized, autograd), as a PNG;
-3. joblib (2 workers) / basic for 16 x autograd.
+3. joblib (2 workers) / basic for 16 x autograd;
+4. `python -m src.compare` on a 256-member vectorized autograd sweep (whole command, 3 times;
+   target <= 10 s; --compare-only: this alone).
 On a shared machine absolute times wander; compare the ratios within one run.
 """
 
@@ -35,10 +37,14 @@ PEAK_WRAPPER = ("import resource, subprocess, sys; rc = subprocess.call(sys.argv
                 "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(rc)")
 
 
-def sweep(launcher: list, args: list, tmp: Path) -> dict:
-    store = Path(tempfile.mkdtemp(dir=tmp))
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store}/mlflow.db",
-           "PYTHONPATH": str(REPO_ROOT)}
+def store_env(store: Path) -> dict:
+    return {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store}/mlflow.db",
+            "PYTHONPATH": str(REPO_ROOT)}
+
+
+def sweep(launcher: list, args: list, tmp: Path, store: Path = None) -> dict:
+    store = store or Path(tempfile.mkdtemp(dir=tmp))
+    env = store_env(store)
     command = [PYTHON, "-c", PEAK_WRAPPER, PYTHON, "-m", "src.train", "-m", *launcher, *args,
                f"hydra.sweep.dir={store}/hydra"]
     start = time.perf_counter()
@@ -50,6 +56,24 @@ def sweep(launcher: list, args: list, tmp: Path) -> dict:
     print(f"  {' '.join(launcher) or 'basic':28s} {' '.join(args):50s} {elapsed:7.1f} s "
           f"{peak_mb:7.0f} MB", flush=True)
     return {"seconds": elapsed, "peak_mb": peak_mb}
+
+
+def compare_report(tmp: Path, members: int = 256, repeats: int = 3) -> dict:
+    """Seconds of the whole `python -m src.compare` (start-up included) on a sweep of `members`
+    seeds, as a user runs it (the report also logged to the sweep's parent run)."""
+    store = Path(tempfile.mkdtemp(dir=tmp))
+    sweep(VECTORIZED, ["experiment=autograd", f"seed=range({members})"], tmp, store)
+    seconds = []
+    for n in range(repeats):
+        start = time.perf_counter()
+        done = subprocess.run([PYTHON, "-m", "src.compare", "--out", str(store / f"report-{n}")],
+                              env=store_env(store), cwd=store, capture_output=True, text=True)
+        seconds.append(time.perf_counter() - start)
+        if done.returncode != 0:
+            sys.exit(f"failed: python -m src.compare\n{done.stderr[-3000:]}")
+    print(f"  python -m src.compare, {members} runs: {', '.join(f'{s:.1f}' for s in seconds)} s",
+          flush=True)
+    return {"members": members, "seconds": seconds, "best": min(seconds)}
 
 
 def study(preset: str, seeds: int, extra: list, tmp: Path) -> dict:
@@ -82,11 +106,17 @@ def main() -> None:
     parser.add_argument("--dynamic-steps", type=int, default=3000)
     parser.add_argument("--sizes", default="1,4,16,64,256")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results")
+    parser.add_argument("--compare-only", action="store_true",
+                        help="only 4.: src.compare on a 256-member sweep (results not written)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        if args.compare_only:
+            print("4. python -m src.compare on a 256-member sweep")
+            compare_report(tmp)
+            return
         print(f"1. {args.seeds}-seed studies, basic vs vectorized")
         results["studies"] = {
             "autograd": study("autograd", args.seeds, [], tmp),
@@ -101,10 +131,14 @@ def main() -> None:
         basic, joblib = sweep([], jobs, tmp), sweep(JOBLIB, jobs, tmp)
         results["joblib"] = {"basic": basic, "joblib": joblib,
                              "ratio": joblib["seconds"] / basic["seconds"]}
+        print("4. python -m src.compare on a 256-member sweep")
+        results["compare"] = compare_report(tmp)
     for name, s in results["studies"].items():
         print(f"{name}: vectorized / basic = {s['ratio']:.3f} "
               f"({s['vectorized']['seconds']:.1f} s / {s['basic']['seconds']:.1f} s)")
     print(f"joblib / basic (16 x autograd) = {results['joblib']['ratio']:.2f}")
+    print(f"python -m src.compare, 256 runs: best of 3 {results['compare']['best']:.1f} s "
+          "(target <= 10 s)")
     (args.out / "vectorized.json").write_text(json.dumps(results, indent=2))
     print(f"written: {args.out}/vectorized.json, {args.out}/seconds_per_member.png")
 

@@ -11,13 +11,13 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from src.paths import REPO_ROOT
+
 CONF_DIR = REPO_ROOT / "conf"
 EXPERIMENTS_DIR = REPO_ROOT / "experiments"
 CONFIG_NAME = "train"

@@ -22,7 +22,8 @@ def test_compact_seeds(seeds, text):
 
 @pytest.fixture
 def logged(tmp_path):
-    """Runs with a whole curve, a curve with a gap, a step logged twice, and no curve."""
+    """Runs with a whole curve, a curve with a gap, a step logged twice, a NaN and a step before
+    0 (MLflow keeps the NaN apart from the value it stores), and no curve."""
     from mlflow.entities import Metric
 
     client = mlflow_client(f"sqlite:///{tmp_path}/mlflow.db")
@@ -30,6 +31,7 @@ def logged(tmp_path):
     curves = {"whole": [(s, 100.0 / (s + 1)) for s in range(1500)],
               "gap": [(s, float(s)) for s in (0, 1, 2, 4, 5)],
               "twice": [(0, 3.0), (1, 2.0), (1, 5.0), (2, 1.0)],
+              "nan": [(-1, 7.0), (0, 4.0), (1, float("nan")), (2, 0.5)],
               "none": []}
     ids = {}
     for name, points in curves.items():
@@ -48,10 +50,11 @@ def test_one_query_reads_what_each_run_holds(logged):
     np.testing.assert_array_equal(histories[ids["whole"]], [100.0 / (s + 1) for s in range(1500)])
     np.testing.assert_array_equal(histories[ids["gap"]], [0.0, 1.0, 2.0])  # stops at the gap
     np.testing.assert_array_equal(histories[ids["twice"]], [3.0, 5.0, 1.0])
+    np.testing.assert_array_equal(histories[ids["nan"]], [4.0, np.nan, 0.5])
     assert len(histories[ids["none"]]) == 0
     for run_id, history in histories.items():  # the same as reading run by run
         by_step = dict(sorted((m.step, m.value) for m in client.get_metric_history(run_id, "loss")))
-        assert list(history) == [by_step[s] for s in range(len(history))]
+        np.testing.assert_array_equal(history, [by_step[s] for s in range(len(history))])
 
 
 def test_changed_mlflow_internals_fail_loudly(logged, monkeypatch):

@@ -91,7 +91,7 @@ def formatted(table: pd.DataFrame) -> pd.DataFrame:
     if coefs:
         where = text.columns.get_loc("status") if "status" in text.columns else len(text.columns)
         text.insert(where, "coefficients",
-                    [compact_coefficients(row, coefs) for _, row in table.iterrows()])
+                    [compact_coefficients(row, coefs) for row in table[coefs].to_dict("records")])
     return text
 
 

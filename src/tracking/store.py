@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from src.config import REPO_ROOT
+from src.paths import REPO_ROOT
 from src.tracking.uri_secrets import redact_uri
 
 DEFAULT_STORE_DIR = REPO_ROOT / "mlruns"
