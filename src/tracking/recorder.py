@@ -44,6 +44,12 @@ METRIC_COLUMNS = {"run_uuid", "key", "value", "timestamp", "step", "is_nan"}
 ADOPTED_OPS = ("end_run", "finish_sweep", "record_skip", "history_length")
 # Messages that only add to what waits for StoreWriter.flush.
 BUFFERED_OPS = ("losses_batch", "metrics", "tags", "text")
+# Messages about one run: only that run's buffered data is written before them (the other runs
+# of a vectorized group keep theirs, to be written with their own results).
+RUN_OPS = ("start_run", "end_run", "figures", "group_figures")
+# How long the buffer waits for more messages before writing: a group's results come in a
+# burst, with pauses shorter than this between them.
+LINGER_S = 0.25
 
 
 @dataclass
@@ -214,12 +220,27 @@ class StoreWriter:
     def text(self, key, artifact_file, text):
         self.pending.setdefault(key, Pending()).texts[artifact_file] = text
 
-    def flush(self):
-        """Write what waits in Pending: all history rows in one transaction, then per run one
-        log_batch (params, metrics, tags) and one upload of its texts."""
-        pending, self.pending = self.pending, {}
-        pending = {k: p for k, p in pending.items() if k in self.runs and k not in self.failed}
-        history = [(key, row) for key, p in pending.items() for row in p.history]
+    def flush(self, *keys):
+        """Write what waits in Pending for these runs (all, if none named): every waiting
+        history row in one transaction, then per run one log_batch (params, metrics, tags) and
+        one upload of its texts."""
+        self.flush_history()
+        keys = keys or list(self.pending)
+        pending = {k: self.pending.pop(k) for k in keys if k in self.pending}
+        for key, p in pending.items():
+            if key not in self.runs or key in self.failed:
+                continue
+            try:
+                self.write(key, p)
+            except Exception as exc:
+                self.fail(key, "log_batch", exc)
+
+    def flush_history(self):
+        """Every run's waiting history rows, in one transaction."""
+        history = [(key, row) for key, p in self.pending.items() for row in p.history
+                   if key in self.runs and key not in self.failed]
+        for p in self.pending.values():
+            p.history = []
         if history:
             try:
                 with_retries(self.insert_metric_history,
@@ -227,13 +248,6 @@ class StoreWriter:
             except Exception as exc:
                 for key in {key for key, _ in history}:
                     self.fail(key, "losses_batch", exc)
-        for key, p in pending.items():
-            if key in self.failed:
-                continue
-            try:
-                self.write(key, p)
-            except Exception as exc:
-                self.fail(key, "log_batch", exc)
 
     def write(self, key, p: "Pending"):
         from mlflow.entities import Metric, Param, RunTag
@@ -304,7 +318,7 @@ class StoreWriter:
             with_retries(self.client.log_figure, self.runs[key], fig, f"{folder}/{name}")
 
     def end_run(self, key, status):
-        self.flush()
+        self.flush(key)
         if key in self.failed:  # flush failed it, and closed it FAILED
             return
         run_id = self.runs.pop(key)
@@ -370,8 +384,10 @@ class StoreWriter:
     # --- dispatch -----------------------------------------------------------------------------
     def handle(self, message):
         op, *args = message
-        if op not in BUFFERED_OPS:
-            self.flush()  # everything sent before this message is in the store first
+        if op in RUN_OPS:
+            self.flush(args[0])  # everything sent before for this run is in the store first
+        elif op not in BUFFERED_OPS:
+            self.flush()  # everything sent before is in the store first
         if op == "sync":
             self.reply(("answer", args[0], None))
             return
@@ -540,8 +556,8 @@ def main() -> None:
 
     while True:
         try:
-            message = inbox_queue.get_nowait()
-        except queue.Empty:  # nothing waiting: write what is buffered before we idle
+            message = inbox_queue.get(timeout=LINGER_S)
+        except queue.Empty:  # nothing came: write what is buffered before we idle
             writer.flush()
             writer.warm_up()
             message = inbox_queue.get()
