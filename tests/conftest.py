@@ -143,3 +143,27 @@ def make_store(tmp_path_factory):
     def make(name: str) -> Store:
         return Store(tmp_path_factory.mktemp(name))
     return make
+
+
+# --- the repository's mlruns/ is the user's: no test writes there ----------------------------------
+USER_STORE = REPO_ROOT / "mlruns"
+
+
+def _user_store_entries() -> set:
+    return {str(p.relative_to(USER_STORE)) for p in USER_STORE.rglob("*")} \
+        if USER_STORE.exists() else set()
+
+
+def pytest_sessionstart(session):
+    session.config.user_store_before = _user_store_entries()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    before = getattr(session.config, "user_store_before", None)
+    if before is None or hasattr(session.config, "workerinput"):
+        return
+    written = sorted(_user_store_entries() - before)
+    if written:
+        print(f"\nerror: the tests wrote into the repository's mlruns/ (the user's store): "
+              f"{', '.join(written[:5])}", file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -22,7 +22,7 @@ def logged_run(tmp_path_factory):
     db = tmp / "mlflow.db"
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{db}"}
     done = cli("src.train", "experiment=autograd", "seed=3", "steps=300", "lr=2e-6",
-               env=env, cwd=tmp)
+               f"hydra.run.dir={tmp}/hydra", env=env, cwd=tmp)
     assert done.returncode == 0, done.stderr
     client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
     (run,) = client.search_runs([client.get_experiment_by_name("pytorch-examples").experiment_id])
