@@ -23,9 +23,9 @@ import pickle
 import queue
 import signal
 import sys
+import tempfile
 import threading
 import time
-import tempfile
 import traceback
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -197,9 +197,10 @@ class StoreWriter:
         self.pending.setdefault(key, Pending()).params.update(params)
         self.reply(("started", key, run.info.run_id))
 
-    # metrics, tags, params, texts and history rows wait in Pending until the next message that
-    # is not one of these, or until no message is waiting: runs that end together (a vectorized
-    # group) then cost one transaction for all their histories and one log_batch each.
+    # Metrics, tags, params, texts and history rows wait in Pending until a message about their
+    # run (RUN_OPS) or about anything else comes, or until none has come for LINGER_S: runs that
+    # end together (a vectorized group) then cost one transaction for all their histories and
+    # one log_batch each.
     def losses_batch(self, key, first_step, values, stamps):
         self.losses[key].extend(values)
         rows = [("loss", v, ts, first_step + i) for i, (v, ts) in enumerate(zip(values, stamps))]
