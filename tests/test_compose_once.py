@@ -35,6 +35,13 @@ def hydra_loader():
         yield master, GlobalHydra.instance().config_loader()
 
 
+def compose_sweep(master, loader, jobs) -> tuple[list, int]:
+    """The jobs' configs as the validating sweeper gets them, and how many Hydra composed."""
+    counting = CountingLoader(loader)
+    once = ComposeOnceLoader(counting)
+    return [once.load_sweep_config(master, job) for job in jobs], counting.calls
+
+
 def sweep_jobs(seeds, *others):
     return [[*others[:1], f"seed={s}", *others[1:]] for s in seeds]
 
@@ -50,11 +57,9 @@ def as_dict(cfg):
 ])
 def test_seed_variants_are_hydras_composition(hydra_loader, others):
     master, loader = hydra_loader
-    counting = CountingLoader(loader)
-    once = ComposeOnceLoader(counting)
     jobs = sweep_jobs(range(6), *others)
-    derived = [once.load_sweep_config(master, job) for job in jobs]
-    assert counting.calls == 2  # the first job, and the second to check the derivation against
+    derived, composed_by_hydra = compose_sweep(master, loader, jobs)
+    assert composed_by_hydra == 2  # the first job, and the second to check the derivation against
     for job, cfg in zip(jobs, derived):
         composed = loader.load_sweep_config(master, job)
         assert as_dict(cfg) == as_dict(composed), job
@@ -65,27 +70,23 @@ def test_seed_variants_are_hydras_composition(hydra_loader, others):
 
 def test_other_differences_are_composed_by_hydra(hydra_loader):
     master, loader = hydra_loader
-    counting = CountingLoader(loader)
-    once = ComposeOnceLoader(counting)
     jobs = [["lr=1e-6", "seed=1"], ["lr=2e-6", "seed=1"],
             ["seed=2", "lr=1e-6"],  # the same overrides in another order: Hydra's to compose
             ["seed=${steps}"], ["model=legendre"]]  # an interpolation: not a plain seed
-    for job in jobs:
-        assert as_dict(once.load_sweep_config(master, job)) == \
-            as_dict(loader.load_sweep_config(master, job))
-    assert counting.calls == len(jobs)
+    configs, composed_by_hydra = compose_sweep(master, loader, jobs)
+    for job, cfg in zip(jobs, configs):
+        assert as_dict(cfg) == as_dict(loader.load_sweep_config(master, job))
+    assert composed_by_hydra == len(jobs)
 
 
 def test_a_derivation_that_differs_turns_itself_off(hydra_loader, monkeypatch, caplog):
     """A Hydra that recorded the overrides somewhere else: caught, and every job composed."""
     master, loader = hydra_loader
     monkeypatch.setattr(compose_once, "overrides_dirname", lambda cfg: "not what hydra says")
-    counting = CountingLoader(loader)
-    once = ComposeOnceLoader(counting)
     jobs = sweep_jobs(range(5), "experiment=autograd")
     with caplog.at_level(logging.WARNING, logger="src.compose_once"):
-        configs = [once.load_sweep_config(master, job) for job in jobs]
-    assert counting.calls == len(jobs)
+        configs, composed_by_hydra = compose_sweep(master, loader, jobs)
+    assert composed_by_hydra == len(jobs)
     assert "composed one by one" in caplog.text
     for job, cfg in zip(jobs, configs):
         assert as_dict(cfg) == as_dict(loader.load_sweep_config(master, job))
@@ -98,11 +99,9 @@ def test_a_hydra_without_the_dirname_helper_composes_every_job(hydra_loader, mon
         raise ImportError("cannot import name 'get_overrides_dirname'")
 
     monkeypatch.setattr(compose_once, "overrides_dirname", moved)
-    counting = CountingLoader(loader)
-    once = ComposeOnceLoader(counting)
     jobs = sweep_jobs(range(4), "experiment=numpy")
     with caplog.at_level(logging.WARNING, logger="src.compose_once"):
-        configs = [once.load_sweep_config(master, job) for job in jobs]
-    assert counting.calls == len(jobs)
+        configs, composed_by_hydra = compose_sweep(master, loader, jobs)
+    assert composed_by_hydra == len(jobs)
     assert "get_overrides_dirname" in caplog.text
     assert [c.seed for c in configs] == [0, 1, 2, 3]
