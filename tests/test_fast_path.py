@@ -22,7 +22,7 @@ def open_writer(uri: str):
 def write_losses(writer: StoreWriter, key: int = 0) -> str:
     writer.start_run(key, "fast-path", {}, {})
     writer.losses_batch(key, 0, [float(i) for i in range(ROWS)], list(range(ROWS)))
-    writer.flush()  # what the recorder does when no message is waiting
+    writer.flush(key)  # what the recorder does before a message about the run (its results)
     return writer.runs[key]
 
 
@@ -85,3 +85,67 @@ def test_a_groups_histories_go_in_one_insert_and_one_log_batch_a_run(tmp_path):
         history = writer.client.get_metric_history(run.info.run_id, "loss")
         assert sorted((m.step, m.value) for m in history) == \
             [(i, float(key + i)) for i in range(ROWS)]
+
+
+def test_a_streamed_history_is_written_as_it_comes_its_latest_row_with_the_results(
+        tmp_path, monkeypatch):
+    """A group's curves arrive in pieces while it trains: once HISTORY_ROWS wait they are
+    written, with no message about the runs; each run's latest row is held back and reaches the
+    store with its results, through MLflow (which keeps the latest-metric record right)."""
+    monkeypatch.setattr(recorder, "HISTORY_ROWS", 2 * ROWS)
+    writer, _ = open_writer(f"sqlite:///{tmp_path}/mlflow.db")
+    inserts = []
+    bulk = writer.insert_metric_history
+    writer.insert_metric_history = lambda rows: (inserts.append(len(rows)), bulk(rows))
+    for key in range(2):
+        writer.start_run(key, f"member-{key}", {}, {})
+    for piece in range(3):  # three pieces of ROWS steps for each member
+        for key in range(2):
+            writer.handle(("losses_batch", key, piece * ROWS,
+                           [float(key + piece * ROWS + i) for i in range(ROWS)],
+                           list(range(piece * ROWS, (piece + 1) * ROWS))))
+    assert sum(inserts) >= 2 * ROWS, inserts  # written while the pieces came
+    run_ids = [writer.runs[key] for key in range(2)]
+    for run_id in run_ids:  # nothing through MLflow yet: the latest rows are held
+        assert "loss" not in writer.client.get_run(run_id).data.metrics
+    for key in range(2):
+        writer.handle(("metrics", key, [("final_loss", 1.0, 0, 3 * ROWS - 1)]))
+        writer.handle(("end_run", key, "FINISHED"))
+    for key, run_id in enumerate(run_ids):
+        run = writer.client.get_run(run_id)
+        assert run.info.status == "FINISHED"
+        assert run.data.metrics["loss"] == float(key + 3 * ROWS - 1)
+        history = writer.client.get_metric_history(run_id, "loss")
+        assert sorted((m.step, m.value) for m in history) == \
+            [(i, float(key + i)) for i in range(3 * ROWS)]
+
+
+def test_a_short_pause_writes_params_and_files_not_results(tmp_path):
+    """What a run is given when it starts (params, config files, a PNG made elsewhere) is
+    written in the first pause; its metrics and tags wait for its results."""
+    writer, _ = open_writer(f"sqlite:///{tmp_path}/mlflow.db")
+    writer.start_run(0, "run", {}, {"seed": 7})
+    writer.text(0, "config.yaml", "seed: 7\n")
+    writer.file(0, "groups/g/band.png", b"\x89PNG fake")
+    writer.metrics(0, [("final_loss", 2.0, 0, 0)])
+    writer.tags(0, {"diverged": "false"})
+    writer.flush_setup()
+    run_id = writer.runs[0]
+    run = writer.client.get_run(run_id)
+    assert run.data.params == {"seed": "7"}
+    assert run.data.metrics == {} and "diverged" not in run.data.tags
+    folder = writer.client.download_artifacts(run_id, "", str(tmp_path / "down"))
+    assert (tmp_path / "down" / "config.yaml").read_text() == "seed: 7\n", folder
+    assert (tmp_path / "down" / "groups" / "g" / "band.png").read_bytes() == b"\x89PNG fake"
+    writer.end_run(0, "FINISHED")
+    run = writer.client.get_run(run_id)
+    assert run.data.metrics == {"final_loss": 2.0} and run.data.tags["diverged"] == "false"
+
+
+def test_no_warm_up_where_the_training_process_draws(tmp_path):
+    for figures_here in (True, False):
+        replies: list = []
+        writer = StoreWriter(replies.append)
+        writer.open(f"sqlite:///{tmp_path}/mlflow.db", "warm-up", None, None, figures_here)
+        writer.warm_up()
+        assert writer.warmed is figures_here

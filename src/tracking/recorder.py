@@ -28,7 +28,9 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
+from itertools import repeat
 from multiprocessing.connection import Connection
+from operator import itemgetter
 from pathlib import Path
 
 SWEEP_SETTLE_TIMEOUT_S = 300.0
@@ -37,19 +39,27 @@ STORE_LOCK_TIMEOUT_S = 300.0
 # MLflow's limits for one log_batch request (mlflow.utils.validation)
 MAX_ENTITIES_PER_CALL = 1000
 MAX_PARAMS_TAGS_PER_CALL = 100
-# The columns the bulk insert writes; MLflow's metrics table must have exactly these.
-METRIC_COLUMNS = {"run_uuid", "key", "value", "timestamp", "step", "is_nan"}
+# The columns the bulk insert writes, in the order of a history row; MLflow's metrics table must
+# have exactly these.
+HISTORY_ROW = ("run_uuid", "key", "value", "timestamp", "step", "is_nan")
+METRIC_COLUMNS = set(HISTORY_ROW)
 # What a fresh recorder still does for runs it adopted from a dead one: close them, nothing else
 # (more loss rows after the lost ones would leave a gap in the curve).
 ADOPTED_OPS = ("end_run", "finish_sweep", "record_skip", "history_length")
 # Messages that only add to what waits for StoreWriter.flush.
-BUFFERED_OPS = ("losses_batch", "metrics", "tags", "text")
+BUFFERED_OPS = ("losses_batch", "metrics", "tags", "text", "file")
 # Messages about one run: only that run's buffered data is written before them (the other runs
 # of a vectorized group keep theirs, to be written with their own results).
-RUN_OPS = ("start_run", "end_run", "figures", "group_figures")
+RUN_OPS = ("start_run", "end_run", "figures")
 # How long the buffer waits for more messages before writing: a group's results come in a
 # burst, with pauses shorter than this between them.
 LINGER_S = 0.25
+# A shorter pause is enough to write the params and config files of runs just started: nothing
+# that comes later joins them (a vectorized group trains meanwhile, its recorder never idle long).
+QUIET_S = 0.05
+# History rows waiting for the direct insert are written once this many wait, lingering or not:
+# a vectorized group streams its curves while it trains (about 0.15 s per 25000 rows on SQLite).
+HISTORY_ROWS = 25000
 
 
 @dataclass
@@ -58,8 +68,8 @@ class Pending:
     params: dict = field(default_factory=dict)
     metrics: list = field(default_factory=list)  # (key, value, timestamp, step)
     tags: dict = field(default_factory=dict)
-    texts: dict = field(default_factory=dict)  # artifact file -> text
-    history: list = field(default_factory=list)  # loss rows for the direct insert
+    files: dict = field(default_factory=dict)  # artifact file -> text or bytes
+    history: list = field(default_factory=list)  # HISTORY_ROW tuples for the direct insert
 
 
 class StoreWriter:
@@ -80,10 +90,14 @@ class StoreWriter:
         self.failed = {}  # key -> error message
         self.losses = {}  # key -> list of losses, for the loss-curve plot
         self.pending: dict[int, Pending] = {}  # key -> what waits for flush()
+        self.history_rows = 0  # rows waiting in every Pending.history
+        self.held = {}  # key -> a run's latest loss row (see losses_batch)
+        self.artifact_uris = {}  # key -> the run's artifact URI
+        self.figures_here = True  # whether runs' figures will be drawn here (see warm_up)
         self.warmed = False
 
     # --- operations -------------------------------------------------------------------------
-    def check(self, uri, experiment, artifact_location, log_path=None):
+    def check(self, uri, experiment, artifact_location, log_path=None, figures_here=True):
         """Is the store usable? Answered as soon as the training process asks (see main)."""
         from src.tracking.client import TrackingError
         from src.tracking.store_check import check_store
@@ -98,7 +112,8 @@ class StoreWriter:
             self.open_error = str(exc)
         self.reply(("checked", self.open_error, time.perf_counter() - started))
 
-    def open(self, uri, experiment, artifact_location, log_path=None):
+    def open(self, uri, experiment, artifact_location, log_path=None, figures_here=True):
+        self.figures_here = figures_here
         if self.checked_uri != uri:  # a store opened without the reader's early check
             self.check(uri, experiment, artifact_location, log_path)
         if self.open_error is not None:
@@ -173,6 +188,7 @@ class StoreWriter:
         self.adopted.update(runs)
 
     def history_length(self, token, key):
+        self.flush(key)  # its held loss row too: the count is what the store keeps
         run_id = self.runs.get(key)
         n = None
         if run_id is not None:
@@ -193,24 +209,36 @@ class StoreWriter:
         run = with_retries(self.client.create_run, self.experiment_id, run_name=run_name,
                            tags=tags)
         self.runs[key] = run.info.run_id
+        self.artifact_uris[key] = run.info.artifact_uri
         self.losses[key] = []
         self.pending.setdefault(key, Pending()).params.update(params)
         self.reply(("started", key, run.info.run_id))
 
-    # Metrics, tags, params, texts and history rows wait in Pending until a message about their
+    # Metrics, tags, params, files and history rows wait in Pending until a message about their
     # run (RUN_OPS) or about anything else comes, or until none has come for LINGER_S: runs that
     # end together (a vectorized group) then cost one transaction for all their histories and
-    # one log_batch each.
+    # one log_batch each. History rows are also written whenever HISTORY_ROWS wait.
     def losses_batch(self, key, first_step, values, stamps):
         self.losses[key].extend(values)
-        rows = [("loss", v, ts, first_step + i) for i, (v, ts) in enumerate(zip(values, stamps))]
-        if self.metrics_table is not None:
+        steps = range(first_step, first_step + len(values))
+        if self.metrics_table is not None and values:
             # History rows straight into the metrics table (one INSERT ... executemany: about
-            # 0.1 s per 30000 rows against 2.3 s through log_batch's ORM); the last row goes
-            # through MLflow itself, which keeps the run's latest-metric record right.
-            self.pending.setdefault(key, Pending()).history.extend(rows[:-1])
-            rows = rows[-1:]
-        self.metrics(key, rows)
+            # 0.1 s per 30000 rows against 2.3 s through log_batch's ORM). The latest row is held
+            # back and goes through MLflow itself when its run's results do (flush(key)), which
+            # keeps the run's latest-metric record right at the cost of one log_batch a run.
+            n = len(values)
+            history = self.pending.setdefault(key, Pending()).history
+            held = self.held.pop(key, None)
+            if held is not None:
+                history.append((self.runs[key], *held, False))
+            history.extend(zip(repeat(self.runs[key], n - 1), repeat("loss"), values[:-1],
+                               stamps[:-1], steps, repeat(False)))
+            self.history_rows += n - 1 + (held is not None)
+            self.held[key] = ("loss", values[-1], stamps[-1], steps[-1])
+            if self.history_rows >= HISTORY_ROWS:
+                self.flush_history()
+            return
+        self.metrics(key, list(zip(repeat("loss"), values, stamps, steps)))
 
     def metrics(self, key, rows):
         self.pending.setdefault(key, Pending()).metrics.extend(rows)
@@ -219,13 +247,19 @@ class StoreWriter:
         self.pending.setdefault(key, Pending()).tags.update(tags)
 
     def text(self, key, artifact_file, text):
-        self.pending.setdefault(key, Pending()).texts[artifact_file] = text
+        self.pending.setdefault(key, Pending()).files[artifact_file] = text
+
+    def file(self, key, artifact_file, data: bytes):
+        self.pending.setdefault(key, Pending()).files[artifact_file] = data
 
     def flush(self, *keys):
         """Write what waits in Pending for these runs (all, if none named): every waiting
-        history row in one transaction, then per run one log_batch (params, metrics, tags) and
-        one upload of its texts."""
+        history row in one transaction, then per run one log_batch (params, metrics, tags and,
+        for the runs named, their held loss row) and one upload of its files."""
         self.flush_history()
+        for key in keys:  # messages about these runs: their latest loss row goes now
+            if key in self.held:
+                self.metrics(key, [self.held.pop(key)])
         keys = keys or list(self.pending)
         pending = {k: self.pending.pop(k) for k in keys if k in self.pending}
         for key, p in pending.items():
@@ -236,18 +270,32 @@ class StoreWriter:
             except Exception as exc:
                 self.fail(key, "log_batch", exc)
 
+    def flush_setup(self):
+        """The params and files of every run that has some waiting (what a run is given when it
+        starts); its metrics, tags and history keep waiting."""
+        for key, p in list(self.pending.items()):
+            if not (p.params or p.files) or key not in self.runs or key in self.failed:
+                continue
+            setup, p.params, p.files = Pending(params=p.params, files=p.files), {}, {}
+            try:
+                self.write(key, setup)
+            except Exception as exc:
+                self.fail(key, "log_batch", exc)
+
     def flush_history(self):
         """Every run's waiting history rows, in one transaction."""
-        history = [(key, row) for key, p in self.pending.items() for row in p.history
-                   if key in self.runs and key not in self.failed]
-        for p in self.pending.values():
+        keys, rows = [], []
+        for key, p in self.pending.items():
+            if p.history and key in self.runs and key not in self.failed:
+                keys.append(key)
+                rows.extend(p.history)
             p.history = []
-        if history:
+        self.history_rows = 0
+        if rows:
             try:
-                with_retries(self.insert_metric_history,
-                             [(self.runs[key], row) for key, row in history])
+                with_retries(self.insert_metric_history, rows)
             except Exception as exc:
-                for key in {key for key, _ in history}:
+                for key in keys:
                     self.fail(key, "losses_batch", exc)
 
     def write(self, key, p: "Pending"):
@@ -264,36 +312,44 @@ class StoreWriter:
             with_retries(self.client.log_batch, run_id, metrics=metrics[:n_metrics],
                          params=params[:n_params], tags=tags[:n_tags])
             params, metrics, tags = params[n_params:], metrics[n_metrics:], tags[n_tags:]
-        if p.texts:
+        if p.files:
             with tempfile.TemporaryDirectory() as folder:
-                for name, text in p.texts.items():
+                for name, content in p.files.items():
                     path = Path(folder, name)
                     path.parent.mkdir(parents=True, exist_ok=True)
-                    path.write_text(text, encoding="utf-8")
-                with_retries(self.client.log_artifacts, run_id, folder)
+                    if isinstance(content, bytes):
+                        path.write_bytes(content)
+                    else:
+                        path.write_text(content, encoding="utf-8")
+                with_retries(self.artifact_repository(key).log_artifacts, folder)
+
+    def artifact_repository(self, key):
+        """The run's artifact repository, from the URI create_run returned (MlflowClient's
+        log_artifacts would fetch the run again to learn it: 3-4 ms a run)."""
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        return get_artifact_repository(self.artifact_uris[key],
+                                       tracking_uri=self.client.tracking_uri)
 
     def insert_metric_history(self, rows):
+        """HISTORY_ROW tuples into MLflow's metrics table, in one transaction."""
         from sqlalchemy import insert
 
         statement = insert(self.metrics_table)
         with self.sql_engine.begin() as conn:
             if self.sql_engine.dialect.name == "sqlite":  # tuples to sqlite3: 40 % less time
                 compiled = statement.compile(dialect=self.sql_engine.dialect)
-                conn.exec_driver_sql(str(compiled), [
-                    tuple(row[name] for name in compiled.positiontup)
-                    for row in self.metric_rows(rows)])
+                in_order = itemgetter(*(HISTORY_ROW.index(name) for name in compiled.positiontup))
+                conn.exec_driver_sql(str(compiled), list(map(in_order, rows)))
             else:  # SQLAlchemy's batched VALUES for the other drivers
-                conn.execute(statement, list(self.metric_rows(rows)))
-
-    @staticmethod
-    def metric_rows(rows):
-        for run_id, (k, v, ts, step) in rows:
-            yield dict(run_uuid=run_id, key=k, value=v, timestamp=ts, step=step, is_nan=False)
+                conn.execute(statement, [dict(zip(HISTORY_ROW, row)) for row in rows])
 
     def warm_up(self):
         """Once, while nothing waits after the store opened: load what the first figure needs
-        (matplotlib, Agg and its fonts, about 0.5 s), so that no run waits for it later."""
-        if self.warmed or self.client is None:
+        (matplotlib, Agg and its fonts, about 0.5 s), so that no run waits for it later. Not if
+        the training process draws its figures itself (a vectorized launch: its recorder is the
+        busier process, and the trainer is idle once a group has trained)."""
+        if self.warmed or self.client is None or not self.figures_here:
             return
         self.warmed = True
         import io
@@ -312,18 +368,13 @@ class StoreWriter:
                           ("fit.png", plots.fit(x, y, y_fit, formula, title))):
             with_retries(self.client.log_figure, run_id, fig, name)
 
-    def group_figures(self, key, folder, x, y, losses, fits, title):
-        from src.vectorized.figures import group_figures
-
-        for name, fig in group_figures(x, y, losses, fits, title).items():
-            with_retries(self.client.log_figure, self.runs[key], fig, f"{folder}/{name}")
-
     def end_run(self, key, status):
         self.flush(key)
         if key in self.failed:  # flush failed it, and closed it FAILED
             return
         run_id = self.runs.pop(key)
         self.losses.pop(key, None)
+        self.artifact_uris.pop(key, None)
         with_retries(self.client.set_terminated, run_id, status)
         self.reply(("ended", key, run_id))
 
@@ -420,6 +471,7 @@ class StoreWriter:
         """The run's writing failed: say so (once) and close it FAILED."""
         traceback.print_exc(file=sys.stderr)
         self.pending.pop(key, None)
+        self.held.pop(key, None)
         self.failed[key] = self.failure(f"tracking failed ({op})", exc)
         self.reply(("error", key, self.failed[key]))
         if op != "start_run" and key in self.runs:
@@ -557,11 +609,15 @@ def main() -> None:
 
     while True:
         try:
-            message = inbox_queue.get(timeout=LINGER_S)
-        except queue.Empty:  # nothing came: write what is buffered before we idle
-            writer.flush()
-            writer.warm_up()
-            message = inbox_queue.get()
+            message = inbox_queue.get(timeout=QUIET_S)
+        except queue.Empty:
+            writer.flush_setup()
+            try:
+                message = inbox_queue.get(timeout=LINGER_S)
+            except queue.Empty:  # nothing came: write what is buffered before we idle
+                writer.flush()
+                writer.warm_up()
+                message = inbox_queue.get()
         if message is None:  # the training process is gone
             writer.flush()
             writer.terminate_runs("KILLED")
