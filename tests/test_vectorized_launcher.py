@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import SWEEP_TAG, loss_history
@@ -46,6 +47,8 @@ def test_members_carry_what_solo_runs_carry(study):
         assert member.info.status == twin.info.status == "FINISHED"
         assert loss_history(client, member.info.run_id) == loss_history(client, twin.info.run_id)
         assert len(loss_history(client, member.info.run_id)) == 300
+        # the latest-metric record (the UI's runs table) is the curve's last value
+        assert member.data.metrics["loss"] == loss_history(client, member.info.run_id)[-1][1]
         timing = {"wall_time_s", "group_wall_time_s"}
         assert {k: v for k, v in member.data.metrics.items() if k not in timing} == \
             {k: v for k, v in twin.data.metrics.items() if k not in timing}
@@ -79,6 +82,9 @@ def test_members_of_one_lr_form_one_group(study):
     for group_id in set.union(*groups.values()):
         drawn = {a.path for a in client.list_artifacts(parent, f"groups/{group_id}")}
         assert drawn == {f"groups/{group_id}/loss_band.png", f"groups/{group_id}/fit_band.png"}
+        for path in drawn:  # drawn by the training process, uploaded by its recorder
+            png = Path(client.download_artifacts(parent, path, str(store.root / "png")))
+            assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
     for member in vectorized.values():
         assert not any(a.path.endswith(".png") for a in client.list_artifacts(member.info.run_id))
 

@@ -47,6 +47,7 @@ class ValidatingSweeper(BasicSweeper):
         loader = self.hydra_context.config_loader
         current = sweep.current()
         if current is not None:  # the store opens (no run yet) while torch is imported below
+            current.figures_in_recorder = not getattr(self.launcher, "draws_figures", False)
             current.open_store()
         configs = []
         for overrides in batch:

@@ -28,6 +28,7 @@ ConfigStore.instance().store(group="hydra/launcher", name="vectorized",
 
 class VectorizedLauncher(Launcher):
     runs_jobs_here = True  # in the launching process, like the basic launcher (src.tracking.sweep)
+    draws_figures = True  # a group's figures are drawn here, not by the recorder (src/vectorized)
 
     def __init__(self, max_batch: Any = 256) -> None:
         self.max_batch = max_batch

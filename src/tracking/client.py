@@ -87,8 +87,10 @@ def describe_exit(code: Optional[int]) -> str:
 class RecorderProcess:
     """Handle on the recorder process for one (tracking URI, experiment)."""
 
-    def __init__(self, uri: str, experiment: str, log_path: Optional[Path] = None):
+    def __init__(self, uri: str, experiment: str, log_path: Optional[Path] = None,
+                 figures_here: bool = True):
         self.uri, self.experiment, self.log_path = uri, experiment, log_path
+        self.figures_here = figures_here  # False: the training process draws its figures
         self._keys = itertools.count()
         self._tokens = itertools.count()
         self._lock = threading.RLock()  # sends and waits may come from a launcher's threads
@@ -120,7 +122,7 @@ class RecorderProcess:
         self._reader = threading.Thread(target=self._read_replies, args=(proc, rx), daemon=True)
         self._reader.start()
         self._send(("open", self.uri, self.experiment, artifact_location(self.uri),
-                    str(self.log_path) if self.log_path else None))
+                    str(self.log_path) if self.log_path else None, self.figures_here))
 
     def _read_replies(self, proc: subprocess.Popen, rx: Connection) -> None:
         while True:
@@ -340,9 +342,9 @@ class Run:
     def log_figures(self, x, y, y_fit, formula: str, title: str) -> None:
         self.recorder._send(("figures", self.key, x, y, y_fit, formula, title))
 
-    def log_group_figures(self, folder: str, x, y, losses, fits, title: str) -> None:
-        """A seed group's loss and fit bands (src/vectorized/figures.py) under folder/."""
-        self.recorder._send(("group_figures", self.key, folder, x, y, losses, fits, title))
+    def log_file(self, artifact_file: str, data: bytes) -> None:
+        """An artifact made here (e.g. a PNG drawn by the training process)."""
+        self.recorder._send(("file", self.key, artifact_file, data))
 
     def end(self, status: str) -> None:
         self.recorder._send(("end_run", self.key, status))
@@ -386,10 +388,13 @@ def check_reachable(uri: str, timeout: float = 10.0) -> None:
 
 
 def recorder_for(configured_uri: Optional[str], experiment: str,
-                 log_dir: Optional[Union[str, Path]] = None) -> RecorderProcess:
+                 log_dir: Optional[Union[str, Path]] = None,
+                 figures_here: bool = True) -> RecorderProcess:
     """The process's recorder for this store and experiment, started on first use.
 
     log_dir: where MLflow's own output goes (the Hydra output folder), else the console.
+    figures_here: whether the recorder will draw runs' figures (it then loads matplotlib while
+    idle); whoever starts the recorder says.
     """
     uri = tracking_uri(configured_uri)
     key = (uri, experiment, os.getpid())
@@ -397,7 +402,7 @@ def recorder_for(configured_uri: Optional[str], experiment: str,
         if not _recorders:
             atexit.register(close_all)
         log_path = Path(log_dir) / LOG_NAME if log_dir is not None else None
-        _recorders[key] = RecorderProcess(uri, experiment, log_path)
+        _recorders[key] = RecorderProcess(uri, experiment, log_path, figures_here)
     return _recorders[key]
 
 

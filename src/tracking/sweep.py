@@ -47,10 +47,14 @@ class Sweep:
         self.parent_run_id: Optional[str] = None
         self.expected: Optional[int] = None  # jobs launched, when the sweeper says
         self.closed = False
+        # False when the launcher's training process draws the figures (the vectorized one's
+        # class says so); the sweeper sets it before the store opens
+        self.figures_in_recorder = True
 
     def open_store(self) -> RecorderProcess:
         """The sweep's recorder, asked to check and open the store (no run yet)."""
-        return recorder_for(self.uri, self.experiment, self.config.hydra.sweep.dir)
+        return recorder_for(self.uri, self.experiment, self.config.hydra.sweep.dir,
+                            figures_here=self.figures_in_recorder)
 
     def begin(self) -> Run:
         """Open the parent run (once); a store that cannot be used is one line, before any job."""

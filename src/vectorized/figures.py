@@ -3,11 +3,16 @@
 Rendering and uploading two PNGs costs the recorder about 70 ms a run on an idle machine
 (about 260 ms measured under load), more than a member's share of the batched loop; a group's
 members differ only in seed, so one loss band (median and min-max over members, step by step)
-and one fit band say what the per-member plots would. The statistics are computed here, in
-the training process; the recorder only draws them (`band`).
+and one fit band say what the per-member plots would.
+
+They are drawn in the training process, which is idle once a group has trained, while its
+recorder, the busier process of a vectorized launch, writes the members' runs (measured, 64
+members: 0.27 s of drawing and 0.5 s of loading matplotlib off the recorder's work).
 """
 
 from __future__ import annotations
+
+import io
 
 import numpy as np
 
@@ -26,7 +31,7 @@ def fit_stats(y_fits) -> np.ndarray:
 
 
 def band(x, stats, title: str, xlabel: str, ylabel: str, log: bool, data=None):
-    from matplotlib.figure import Figure  # in the recorder only: the statistics need numpy
+    from matplotlib.figure import Figure  # once a group has trained: not on the way to it
 
     from src.plots import MARGINS
 
@@ -49,7 +54,13 @@ def band(x, stats, title: str, xlabel: str, ylabel: str, log: bool, data=None):
 
 
 def group_figures(x, y, losses, fits, title: str) -> dict:
-    """artifact name -> Figure, drawn in the recorder process from the statistics."""
-    return {"loss_band.png": band(np.arange(losses.shape[1]), losses, title, "step",
-                                  "loss (sum of squared errors)", log=True),
-            "fit_band.png": band(x, fits, title, "x", "y", log=False, data=y)}
+    """artifact name -> PNG bytes, drawn from the statistics."""
+    figures = {"loss_band.png": band(np.arange(losses.shape[1]), losses, title, "step",
+                                     "loss (sum of squared errors)", log=True),
+               "fit_band.png": band(x, fits, title, "x", "y", log=False, data=y)}
+    out = {}
+    for name, figure in figures.items():
+        png = io.BytesIO()
+        figure.savefig(png, format="png")
+        out[name] = png.getvalue()
+    return out

@@ -65,7 +65,9 @@ def log_group_figures(parent, cfgs, group, group_id: str) -> None:
     seeds = [int(c.seed) for c in cfgs]
     title = (f"{composed_variant(cfgs[0])} (lr={cfgs[0].lr:g}), "
              f"seeds {compact_seeds(seeds)}, group {group_id}")
-    parent.log_group_figures(f"groups/{group_id}", members[0].x, members[0].y,
-                             figures.loss_stats([m.losses for m in members]),
-                             figures.fit_stats([m.y_fit for m in members]), title)
+    pngs = figures.group_figures(members[0].x, members[0].y,
+                                 figures.loss_stats([m.losses for m in members]),
+                                 figures.fit_stats([m.y_fit for m in members]), title)
+    for name, png in pngs.items():
+        parent.log_file(f"groups/{group_id}/{name}", png)
 
