@@ -105,3 +105,28 @@ def test_a_hydra_without_the_dirname_helper_composes_every_job(hydra_loader, mon
     assert composed_by_hydra == len(jobs)
     assert "get_overrides_dirname" in caplog.text
     assert [c.seed for c in configs] == [0, 1, 2, 3]
+
+
+def test_a_vectorized_jobs_task_config_is_hydras_without_copying_the_hydra_node(hydra_loader):
+    """src/vectorized/launch.py hands the task what Hydra's run_job would (a deep copy without
+    the hydra node, typed as the schema), and leaves the job's own config whole."""
+    import copy
+
+    from omegaconf import open_dict, read_write
+
+    from src.vectorized.launch import task_config
+
+    master, loader = hydra_loader
+    (job,), _ = compose_sweep(master, loader, [["experiment=autograd", "seed=3"]])
+    before = as_dict(job)
+    task = task_config(job)
+    expected = copy.deepcopy(job)
+    with read_write(expected), open_dict(expected):
+        del expected["hydra"]
+    assert as_dict(task) == as_dict(expected) and "hydra" not in task
+    assert OmegaConf.get_type(task) is OmegaConf.get_type(expected)
+    assert OmegaConf.is_struct(task) == OmegaConf.is_struct(expected)
+    assert as_dict(job) == before and job.hydra.job.name == "train"
+    with read_write(task):
+        task.seed = 99  # a private copy: the job's config keeps its seed
+    assert job.seed == 3

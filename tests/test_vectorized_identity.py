@@ -88,6 +88,24 @@ def test_each_member_streams_its_own_curve():
     assert group.members[0].wall_time_s == pytest.approx(group.wall_time_s / 2)
 
 
+def test_a_group_sends_its_curves_in_pieces_while_it_trains(monkeypatch):
+    """About SEND_ROWS values at a time (members x steps), so that its recorder writes them
+    while the group trains; each member's pieces are consecutive and make its whole curve."""
+    from src.vectorized import loop
+
+    monkeypatch.setattr(loop, "SEND_ROWS", 4 * 50)
+    pieces = {}
+
+    def on_losses(member, first_step, values, stamps):
+        pieces.setdefault(member, []).append((first_step, list(values)))
+
+    cfgs = [compose(["experiment=autograd", "steps=120", f"seed={s}"]) for s in range(4)]
+    group = fit_group(cfgs, on_losses=on_losses)
+    for member, sent in pieces.items():
+        assert [first for first, _ in sent] == [0, 50, 100]
+        assert [v for _, values in sent for v in values] == group.members[member].losses
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("scheduler", ["step", "exponential", "cosine"])
 def test_scheduled_members_follow_their_solo_lr_sequence(scheduler):

@@ -46,10 +46,18 @@ def compose_job(launcher, overrides, idx, output_dir: str) -> Job:
         config.hydra.job.id = idx
         config.hydra.job.num = idx
         config.hydra.runtime.output_dir = output_dir  # every job's: the sweep folder
-    cfg = copy.deepcopy(config)  # what the task sees, as Hydra's run_job makes it
+    return Job(idx, list(overrides), config, task_config(config))
+
+
+def task_config(config: DictConfig) -> DictConfig:
+    """What the task sees, as Hydra's run_job makes it (a copy without the hydra node), without
+    copying the hydra node first: the copy shares it (deepcopy's memo) and drops it. A third of
+    the time of composing a vectorized launch's jobs went to copying hydra nodes to delete."""
+    hydra_node = config._get_node("hydra")
+    cfg = copy.deepcopy(config, memo={id(hydra_node): hydra_node})
     with read_write(cfg), open_dict(cfg):
         del cfg["hydra"]
-    return Job(idx, list(overrides), config, cfg)
+    return cfg
 
 
 def group_key(cfg: DictConfig) -> str:

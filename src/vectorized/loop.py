@@ -36,6 +36,9 @@ from src.vectorized.solo import (
 
 log = logging.getLogger(__name__)
 
+# A group's curves go to the recorder in pieces of about this many values (and at least every
+# FLUSH_EVERY steps, as a solo run's do), so that it writes them while the group trains.
+SEND_ROWS = 16384
 MemberSeriesCallback = Callable[[int, int, list, list], None]  # (member, first step, values, ms)
 
 # Optimizers whose update of a parameter reads only that parameter's own elementwise state, so a
@@ -249,7 +252,8 @@ class BatchedFit:
                 if t % log_every == log_every - 1:
                     live = [v for v, on in zip(values, active) if on]
                     log.info("%d %s .. %s (%d members)", t, min(live), max(live), len(live))
-                if len(stamps) - flushed >= FLUSH_EVERY:
+                unsent = len(stamps) - flushed
+                if unsent >= FLUSH_EVERY or unsent * self.n >= SEND_ROWS:
                     flush()
         finally:
             wall_time_s = time.perf_counter() - start
