@@ -1,13 +1,15 @@
 """Seed studies: hydra/launcher=vectorized against the basic (and joblib) launcher.
 
 Run from anywhere:  python benchmarks/vectorized.py [--seeds 64] [--dynamic-steps 3000]
-                    [--sizes 1,4,16,64,256] [--out benchmarks/results] [--compare-only]
+                    [--repeats 3] [--sizes 1,4,16,64,256] [--out benchmarks/results]
+                    [--compare-only]
 
 Every measurement is a whole command (`python -m src.train -m ...`, start-up included) on a
 fresh SQLite store, with its peak memory (the largest process of the command: the training
 process or its recorder). Reported:
-1. a seed study (`experiment=autograd 'seed=range(64)'`), vectorized / basic; target <= 0.25,
-   goal <= 0.15; the same for the module and dynamic presets (dynamic with --dynamic-steps);
+1. a seed study (`experiment=autograd 'seed=range(64)'`), vectorized / basic (the ratio of
+   the medians of --repeats alternating runs); target <= 0.25, goal <= 0.15; the same for the
+   module and dynamic presets (dynamic with --dynamic-steps);
 2. seconds per member against group size (vectorized, autograd), as a PNG;
 3. joblib (2 workers) / basic for 16 x autograd;
 4. `python -m src.compare` on a 256-member vectorized autograd sweep (whole command, 3 times;
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -76,12 +79,17 @@ def compare_report(tmp: Path, members: int = 256, repeats: int = 3) -> dict:
     return {"members": members, "seconds": seconds, "best": min(seconds)}
 
 
-def study(preset: str, seeds: int, extra: list, tmp: Path) -> dict:
+def study(preset: str, seeds: int, extra: list, tmp: Path, repeats: int) -> dict:
+    """Vectorized and basic, alternating `repeats` times; the ratio of the medians."""
     args = [f"experiment={preset}", f"seed=range({seeds})", *extra]
-    basic = sweep([], args, tmp)
-    vectorized = sweep(VECTORIZED, args, tmp)
-    return {"basic": basic, "vectorized": vectorized,
-            "ratio": vectorized["seconds"] / basic["seconds"]}
+    runs = {"vectorized": [], "basic": []}
+    for _ in range(repeats):
+        runs["vectorized"].append(sweep(VECTORIZED, args, tmp))
+        runs["basic"].append(sweep([], args, tmp))
+    median = {name: statistics.median(r["seconds"] for r in done) for name, done in runs.items()}
+    return {**runs, "median_s": median, "ratio": median["vectorized"] / median["basic"],
+            "pairs": [v["seconds"] / b["seconds"]
+                      for v, b in zip(runs["vectorized"], runs["basic"])]}
 
 
 def per_member_curve(sizes: list, tmp: Path, out: Path) -> dict:
@@ -104,6 +112,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=64)
     parser.add_argument("--dynamic-steps", type=int, default=3000)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="alternating repetitions of each seed study (ratio of medians)")
     parser.add_argument("--sizes", default="1,4,16,64,256")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results")
     parser.add_argument("--compare-only", action="store_true",
@@ -119,9 +129,10 @@ def main() -> None:
             return
         print(f"1. {args.seeds}-seed studies, basic vs vectorized")
         results["studies"] = {
-            "autograd": study("autograd", args.seeds, [], tmp),
-            "module": study("module", args.seeds, [], tmp),
-            "dynamic": study("dynamic", args.seeds, [f"steps={args.dynamic_steps}"], tmp),
+            "autograd": study("autograd", args.seeds, [], tmp, args.repeats),
+            "module": study("module", args.seeds, [], tmp, args.repeats),
+            "dynamic": study("dynamic", args.seeds, [f"steps={args.dynamic_steps}"], tmp,
+                             args.repeats),
         }
         print("2. seconds per member against group size")
         sizes = [int(s) for s in args.sizes.split(",")]
@@ -134,8 +145,9 @@ def main() -> None:
         print("4. python -m src.compare on a 256-member sweep")
         results["compare"] = compare_report(tmp)
     for name, s in results["studies"].items():
-        print(f"{name}: vectorized / basic = {s['ratio']:.3f} "
-              f"({s['vectorized']['seconds']:.1f} s / {s['basic']['seconds']:.1f} s)")
+        print(f"{name}: vectorized / basic = {s['ratio']:.3f} (medians "
+              f"{s['median_s']['vectorized']:.1f} s / {s['median_s']['basic']:.1f} s; pairs "
+              f"{', '.join(f'{r:.3f}' for r in s['pairs'])})")
     print(f"joblib / basic (16 x autograd) = {results['joblib']['ratio']:.2f}")
     print(f"python -m src.compare, 256 runs: best of 3 {results['compare']['best']:.1f} s "
           "(target <= 10 s)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import logging
 import os
 import signal
@@ -307,6 +308,10 @@ def main() -> None:
         for error in close_all():
             print(f"error: {error}", file=sys.stderr)
             code = code or 1
+    # Everything is written. The interpreter's last garbage collections would walk every object
+    # torch, Hydra and the jobs' configs made (measured: 0.7 s of a 7 s seed study); what is
+    # left ends with the process either way.
+    gc.freeze()
     sys.exit(code)
 
 
