@@ -72,6 +72,17 @@ def with_seed(family: Family, seed: int, seed_line: str) -> DictConfig:
     return cfg
 
 
+def task_config(config: DictConfig) -> DictConfig:
+    """What the task sees, as Hydra's run_job makes it (a copy without the hydra node), without
+    copying the hydra node first: the copy shares it (deepcopy's memo) and drops it (0.65 ms
+    against 4.7 ms a job for a copy of everything)."""
+    hydra_node = config._get_node("hydra")
+    cfg = copy.deepcopy(config, memo={id(hydra_node): hydra_node})
+    with read_write(cfg), open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
 def same_config(a: DictConfig, b: DictConfig) -> bool:
     return OmegaConf.to_container(a, resolve=False) == OmegaConf.to_container(b, resolve=False)
 
@@ -90,6 +101,29 @@ class ComposeOnceLoader:
 
     def remember(self, overrides, cfg: DictConfig) -> None:
         self.composed[tuple(overrides)] = cfg
+
+    def variant(self, overrides) -> Optional[tuple[Family, int]]:
+        """(family, seed) if this job is a seed variant of a family whose derivation was verified
+        against Hydra's composition (nothing is composed or copied here)."""
+        seed = seed_override(list(overrides))
+        if seed is None:
+            return None
+        position, value = seed
+        family = self.families.get(tuple(overrides[:position]) + (None,)
+                                   + tuple(overrides[position + 1:]))
+        return (family, value) if family is not None and family.verified else None
+
+    def variant_task_config(self, overrides) -> Optional[DictConfig]:
+        """For a verified seed variant, what its task sees (the family's config without the hydra
+        node, with the seed set), without deriving the whole job; else None."""
+        variant = self.variant(overrides)
+        if variant is None:
+            return None
+        family, seed = variant
+        cfg = task_config(family.template)
+        with read_write(cfg), open_dict(cfg):
+            cfg[SEED_KEY] = seed
+        return cfg
 
     def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list) -> DictConfig:
         cfg = self.composed.pop(tuple(sweep_overrides), None)

@@ -124,6 +124,11 @@ def validate(cfg: DictConfig) -> None:
     validate_components(cfg)
 
 
+def check_seed(seed: int) -> None:
+    if not 0 <= seed <= 2**32 - 1:  # numpy's seed range
+        raise ConfigError(f"seed={seed}: must be an integer in 0..{2**32 - 1}")
+
+
 def validate_settings(cfg: DictConfig) -> None:
     """Every check but building the optimizer and scheduler (see validate_components)."""
     from src import families
@@ -134,8 +139,7 @@ def validate_settings(cfg: DictConfig) -> None:
         raise ConfigError(f"steps={cfg.steps}: must be an integer > 0")
     if cfg.log_every <= 0:
         raise ConfigError(f"log_every={cfg.log_every}: must be an integer > 0")
-    if not 0 <= cfg.seed <= 2**32 - 1:  # numpy's seed range
-        raise ConfigError(f"seed={cfg.seed}: must be an integer in 0..{2**32 - 1}")
+    check_seed(cfg.seed)
     try:
         family = families.of(cfg.model)
     except (ImportError, AttributeError, TypeError) as exc:

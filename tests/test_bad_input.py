@@ -34,6 +34,11 @@ CASES = {
                    ["model", "dynamic", "implementation=nn", "cubic"]),
     "sweep-one-bad-job": (["-m", "model=cubic,dynamic", "implementation=nn"],
                           ["model", "dynamic", "implementation=nn", "cubic"]),
+    # the bad seed is a derived seed variant, checked without composing it (src/compose_once.py)
+    "seed-study-one-bad-seed": (["-m", "steps=5", "seed=0,1,2,4294967296"],
+                                ["seed=4294967296", "0..4294967295"]),
+    "vectorized-seed-study-one-bad-seed": (["-m", "hydra/launcher=vectorized", "steps=5",
+                                            "seed=0,1,2,-1"], ["seed=-1", "0..4294967295"]),
 }
 
 

@@ -114,7 +114,7 @@ def test_a_vectorized_jobs_task_config_is_hydras_without_copying_the_hydra_node(
 
     from omegaconf import open_dict, read_write
 
-    from src.vectorized.launch import task_config
+    from src.compose_once import task_config
 
     master, loader = hydra_loader
     (job,), _ = compose_sweep(master, loader, [["experiment=autograd", "seed=3"]])
@@ -130,3 +130,23 @@ def test_a_vectorized_jobs_task_config_is_hydras_without_copying_the_hydra_node(
     with read_write(task):
         task.seed = 99  # a private copy: the job's config keeps its seed
     assert job.seed == 3
+
+
+def test_a_verified_seed_variants_task_config_is_derived_alone(hydra_loader):
+    """The validating sweeper checks a verified seed variant's seed only, and the vectorized
+    launcher takes its task config from the family's, seed set: both equal what deriving (and
+    composing) the whole job gives."""
+    from src.compose_once import task_config
+
+    master, loader = hydra_loader
+    jobs = sweep_jobs(range(4), "experiment=autograd", "lr=1e-6")
+    once = ComposeOnceLoader(loader)
+    assert once.variant(jobs[0]) is None  # nothing composed yet
+    first, second = (once.load_sweep_config(master, job) for job in jobs[:2])
+    family, seed = once.variant(jobs[3])
+    assert seed == 3 and family.verified
+    task = once.variant_task_config(jobs[3])
+    assert as_dict(task) == as_dict(task_config(once.load_sweep_config(master, jobs[3])))
+    assert task.seed == 3 and first.seed == 0 and OmegaConf.get_type(task) is \
+        OmegaConf.get_type(task_config(first))
+    assert once.variant_task_config(["experiment=autograd", "lr=1e-6"]) is None  # no seed

@@ -41,7 +41,7 @@ class ValidatingSweeper(BasicSweeper):
 
     def validate_batch_is_legal(self, batch) -> None:
         from src.compose_once import ComposeOnceLoader
-        from src.config import validate_components, validate_settings
+        from src.config import check_seed, validate_components, validate_settings
         from src.tracking import sweep
 
         loader = self.hydra_context.config_loader
@@ -51,6 +51,10 @@ class ValidatingSweeper(BasicSweeper):
             current.open_store()
         configs = []
         for overrides in batch:
+            variant = loader.variant(overrides) if isinstance(loader, ComposeOnceLoader) else None
+            if variant is not None:  # its family's config but for the seed: validated with it
+                check_seed(variant[1])  # (derived when a launcher asks for the job)
+                continue
             cfg = loader.load_sweep_config(self.config, list(overrides))
             validate_settings(cfg)
             configs.append(cfg)

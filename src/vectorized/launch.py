@@ -10,17 +10,20 @@ before they reach us (hydra_plugins/harness_sweeper), so bad input never gets he
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Optional
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobRuntime, JobStatus, configure_log, setup_globals
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from src.compose_once import ComposeOnceLoader, task_config
 from src.config import ConfigError
 
 log = logging.getLogger(__name__)
@@ -35,29 +38,51 @@ def check_max_batch(value) -> None:
 class Job:
     idx: int
     overrides: list
-    hydra_config: DictConfig  # the job's whole config, hydra node included
     cfg: DictConfig  # what the task sees: the hydra node removed
+    whole: Callable[[], DictConfig]  # makes the job's whole config, hydra node included
+
+    @functools.cached_property
+    def hydra_config(self) -> DictConfig:
+        """The job's whole config, made when first asked for (resume's skip notes, a JobReturn's
+        hydra_cfg): a seed variant's task config is derived without it (src/compose_once.py)."""
+        return self.whole()
 
 
 def compose_job(launcher, overrides, idx, output_dir: str) -> Job:
-    config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config,
-                                                                    list(overrides))
-    with read_write(config), open_dict(config):
-        config.hydra.job.id = idx
-        config.hydra.job.num = idx
-        config.hydra.runtime.output_dir = output_dir  # every job's: the sweep folder
-    return Job(idx, list(overrides), config, task_config(config))
+    loader = launcher.hydra_context.config_loader
+
+    def whole() -> DictConfig:
+        config = loader.load_sweep_config(launcher.config, list(overrides))
+        with read_write(config), open_dict(config):
+            config.hydra.job.id = idx
+            config.hydra.job.num = idx
+            config.hydra.runtime.output_dir = output_dir  # every job's: the sweep folder
+        return config
+
+    task = (loader.variant_task_config(overrides) if isinstance(loader, ComposeOnceLoader)
+            else None)
+    if task is not None:
+        return Job(idx, list(overrides), task, whole)
+    config = whole()
+    return Job(idx, list(overrides), task_config(config), lambda: config)
 
 
-def task_config(config: DictConfig) -> DictConfig:
-    """What the task sees, as Hydra's run_job makes it (a copy without the hydra node), without
-    copying the hydra node first: the copy shares it (deepcopy's memo) and drops it. A third of
-    the time of composing a vectorized launch's jobs went to copying hydra nodes to delete."""
-    hydra_node = config._get_node("hydra")
-    cfg = copy.deepcopy(config, memo={id(hydra_node): hydra_node})
-    with read_write(cfg), open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
+class LazyJobReturn(JobReturn):
+    """A JobReturn whose hydra_cfg (the job's whole config) is made when first read."""
+
+    def __init__(self, job: Job) -> None:
+        self._job, self._hydra_cfg = job, None
+        super().__init__()
+
+    @property
+    def hydra_cfg(self) -> Optional[DictConfig]:
+        if self._hydra_cfg is None:
+            self._hydra_cfg = self._job.hydra_config
+        return self._hydra_cfg
+
+    @hydra_cfg.setter
+    def hydra_cfg(self, value: Optional[DictConfig]) -> None:
+        self._hydra_cfg = value
 
 
 def group_key(cfg: DictConfig) -> str:
@@ -80,8 +105,8 @@ def groups_of(jobs: list, max_batch: int) -> list[tuple[str, list]]:
 
 
 def job_return(job: Job, status: JobStatus, value) -> JobReturn:
-    ret = JobReturn()
-    ret.overrides, ret.cfg, ret.hydra_cfg = job.overrides, job.cfg, job.hydra_config
+    ret = LazyJobReturn(job)
+    ret.overrides, ret.cfg = job.overrides, job.cfg
     ret.working_dir, ret.task_name = os.getcwd(), JobRuntime.instance().get("name")
     ret.status, ret.return_value = status, value
     return ret

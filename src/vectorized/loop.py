@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 # A group's curves go to the recorder in pieces of about this many values (and at least every
 # FLUSH_EVERY steps, as a solo run's do), so that it writes them while the group trains.
-SEND_ROWS = 16384
+SEND_ROWS = 8192
 MemberSeriesCallback = Callable[[int, int, list, list], None]  # (member, first step, values, ms)
 
 # Optimizers whose update of a parameter reads only that parameter's own elementwise state, so a
