@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import SWEEP_TAG, loss_history
 
+from src.report.mlflow_ui import NOTE_TAG, sweep_markdown
+
 pytestmark = pytest.mark.slow
 
 VECTORIZED = "hydra/launcher=vectorized"
@@ -77,6 +79,10 @@ def test_members_of_one_lr_form_one_group(study):
     parent_run = store.client().get_run(parent)
     assert parent_run.data.tags[SWEEP_TAG] == "true"
     assert parent_run.data.metrics["n_finished"] == 6
+    # the parent's table, made from what the recorder wrote, is what the store holds
+    children = store.client().search_runs([parent_run.info.experiment_id],
+                                          f"tags.`mlflow.parentRunId` = '{parent}'")
+    assert parent_run.data.tags[NOTE_TAG] == sweep_markdown(children)
     # one loss band and one fit band per group on the parent, instead of per-member PNGs
     client = store.client()
     for group_id in set.union(*groups.values()):

@@ -32,6 +32,7 @@ from itertools import repeat
 from multiprocessing.connection import Connection
 from operator import itemgetter
 from pathlib import Path
+from types import SimpleNamespace
 
 SWEEP_SETTLE_TIMEOUT_S = 300.0
 CHILDREN_SETTLE_TIMEOUT_S = 30.0  # a failed sweep waits this long for its children to end
@@ -60,6 +61,24 @@ QUIET_S = 0.05
 # History rows waiting for the direct insert are written once this many wait, lingering or not:
 # a vectorized group streams its curves while it trains (about 0.15 s per 25000 rows on SQLite).
 HISTORY_ROWS = 8192
+
+
+@dataclass
+class Child:
+    """A sweep's child run as this recorder wrote it, read as a search_runs result would be
+    (info.status, info.run_name; data.params, data.tags, data.metrics: the latest values)."""
+    info: SimpleNamespace
+    data: SimpleNamespace
+    parent: str
+    latest: dict = field(default_factory=dict)  # metric -> (step, timestamp)
+
+    def add(self, params, metrics, tags):
+        self.data.params.update((k, str(v)) for k, v in params.items())
+        self.data.tags.update((k, str(v)) for k, v in tags.items())
+        for k, v, ts, step in metrics:
+            if (step, ts) >= self.latest.get(k, (step, ts)):
+                self.latest[k] = (step, ts)
+                self.data.metrics[k] = float(v)
 
 
 @dataclass
@@ -93,6 +112,8 @@ class StoreWriter:
         self.history_rows = 0  # rows waiting in every Pending.history
         self.held = {}  # key -> a run's latest loss row (see losses_batch)
         self.artifact_uris = {}  # key -> the run's artifact URI
+        self.children = {}  # key -> Child, for the runs started with a parent
+        self.ended_children: dict[str, list] = {}  # parent run id -> its children we ended
         self.figures_here = True  # whether runs' figures will be drawn here (see warm_up)
         self.warmed = False
 
@@ -211,6 +232,11 @@ class StoreWriter:
         self.runs[key] = run.info.run_id
         self.artifact_uris[key] = run.info.artifact_uri
         self.losses[key] = []
+        if "mlflow.parentRunId" in tags:
+            self.children[key] = Child(SimpleNamespace(status="RUNNING", run_name=run_name),
+                                       SimpleNamespace(params={}, tags={}, metrics={}),
+                                       tags["mlflow.parentRunId"])
+            self.children[key].add({}, [], tags)
         self.pending.setdefault(key, Pending()).params.update(params)
         self.reply(("started", key, run.info.run_id))
 
@@ -302,6 +328,8 @@ class StoreWriter:
         from mlflow.entities import Metric, Param, RunTag
 
         run_id = self.runs[key]
+        if key in self.children:
+            self.children[key].add(p.params, p.metrics, p.tags)
         params = [Param(k, str(v)) for k, v in p.params.items()]
         metrics = [Metric(*row) for row in p.metrics]
         tags = [RunTag(k, str(v)) for k, v in p.tags.items()]
@@ -376,7 +404,14 @@ class StoreWriter:
         self.losses.pop(key, None)
         self.artifact_uris.pop(key, None)
         with_retries(self.client.set_terminated, run_id, status)
+        self.child_ended(key, status)
         self.reply(("ended", key, run_id))
+
+    def child_ended(self, key, status):
+        child = self.children.pop(key, None)
+        if child is not None:
+            child.info.status = status
+            self.ended_children.setdefault(child.parent, []).append(child)
 
     def find_finished(self, token, config_hash):
         found = with_retries(self.client.search_runs,
@@ -399,10 +434,14 @@ class StoreWriter:
         """
         run_id = self.runs[key]
         seen, last_change = None, time.monotonic()
+        ours = self.ended_children.pop(run_id, [])
         while True:
+            skipped = len(with_retries(self.client.list_artifacts, run_id, "skipped"))
+            if status == "FINISHED" and expected is not None and len(ours) + skipped >= expected:
+                children = ours  # every job ran here and was ended by us: nothing to search
+                break
             children = with_retries(self.client.search_runs, [self.experiment_id],
                                     f"tags.`mlflow.parentRunId` = '{run_id}'", max_results=50000)
-            skipped = len(with_retries(self.client.list_artifacts, run_id, "skipped"))
             over = sum(c.info.status in ("FINISHED", "FAILED", "KILLED") for c in children)
             if status != "FINISHED":  # a failed sweep: only its running children are waited for
                 if over == len(children) or \
@@ -472,6 +511,7 @@ class StoreWriter:
         traceback.print_exc(file=sys.stderr)
         self.pending.pop(key, None)
         self.held.pop(key, None)
+        self.children.pop(key, None)  # what the store holds of it is unsure: its parent searches
         self.failed[key] = self.failure(f"tracking failed ({op})", exc)
         self.reply(("error", key, self.failed[key]))
         if op != "start_run" and key in self.runs:
