@@ -12,10 +12,12 @@ from src.tracking.recorder import StoreWriter
 ROWS = 1000
 
 
-def open_writer(uri: str):
+def open_writer(uri: str, artifacts=None):
+    """A StoreWriter on this store; artifacts: the experiment's artifact folder (MLflow's default
+    is ./mlruns, the user's store, for a SQLite store)."""
     replies: list = []
     writer = StoreWriter(replies.append)
-    writer.open(uri, "fast-path", None)
+    writer.open(uri, "fast-path", artifacts)
     return writer, replies
 
 
@@ -123,7 +125,7 @@ def test_a_streamed_history_is_written_as_it_comes_its_latest_row_with_the_resul
 def test_a_short_pause_writes_params_and_files_not_results(tmp_path):
     """What a run is given when it starts (params, config files, a PNG made elsewhere) is
     written in the first pause; its metrics and tags wait for its results."""
-    writer, _ = open_writer(f"sqlite:///{tmp_path}/mlflow.db")
+    writer, _ = open_writer(f"sqlite:///{tmp_path}/mlflow.db", str(tmp_path / "artifacts"))
     writer.start_run(0, "run", {}, {"seed": 7})
     writer.text(0, "config.yaml", "seed: 7\n")
     writer.file(0, "groups/g/band.png", b"\x89PNG fake")
