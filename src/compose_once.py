@@ -139,7 +139,9 @@ class ComposeOnceLoader:
         if family is None or not family.derive:
             cfg = self.loader.load_sweep_config(master_config, overrides)
             if family is None:
-                self.families[key] = Family(cfg, overrides[position])
+                # a private copy: the job's own config is run (Hydra marks its hydra node
+                # read-only), while the family's other jobs may be derived later
+                self.families[key] = Family(copy.deepcopy(cfg), overrides[position])
             return cfg
         derived = self.derive(family, value, overrides[position])
         if derived is None or not family.verified:

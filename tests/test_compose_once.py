@@ -8,7 +8,7 @@ import logging
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict, read_write
 
 from src import compose_once, config
 from src.compose_once import ComposeOnceLoader
@@ -112,8 +112,6 @@ def test_a_vectorized_jobs_task_config_is_hydras_without_copying_the_hydra_node(
     the hydra node, typed as the schema), and leaves the job's own config whole."""
     import copy
 
-    from omegaconf import open_dict, read_write
-
     from src.compose_once import task_config
 
     master, loader = hydra_loader
@@ -150,3 +148,22 @@ def test_a_verified_seed_variants_task_config_is_derived_alone(hydra_loader):
     assert task.seed == 3 and first.seed == 0 and OmegaConf.get_type(task) is \
         OmegaConf.get_type(task_config(first))
     assert once.variant_task_config(["experiment=autograd", "lr=1e-6"]) is None  # no seed
+
+
+def test_seed_variants_are_still_derived_after_the_first_job_ran(hydra_loader, caplog):
+    """The basic launcher derives a verified family's later jobs when it runs them, after Hydra
+    ran the first job (and marked that config's hydra node read-only): the family's template is
+    its own copy, so derivation goes on (found in a benchmark: every later job was composed)."""
+    master, loader = hydra_loader
+    jobs = sweep_jobs(range(4), "experiment=autograd")
+    counting = CountingLoader(loader)
+    once = ComposeOnceLoader(counting)
+    first, _ = (once.load_sweep_config(master, job) for job in jobs[:2])
+    OmegaConf.set_readonly(first.hydra, True)  # what Hydra's run_job does to a job it runs
+    with read_write(first), open_dict(first):
+        first.seed = 99  # nor may a job's own config change its family
+    calls = counting.calls
+    with caplog.at_level(logging.WARNING):
+        later = [once.load_sweep_config(master, job) for job in jobs[2:]]
+    assert counting.calls == calls, caplog.text  # derived, not composed
+    assert [c.seed for c in later] == [2, 3] and "one by one" not in caplog.text
