@@ -50,6 +50,11 @@ def seed_override(overrides: list) -> Optional[tuple[int, int]]:
     return i, value
 
 
+def family_key(overrides, position: int) -> tuple:
+    """A job's overrides with its seed override (at position) left out: its family's key."""
+    return tuple(overrides[:position]) + (None,) + tuple(overrides[position + 1:])
+
+
 def overrides_dirname(cfg: DictConfig) -> str:
     """hydra.job.override_dirname for cfg's task overrides, as Hydra computes it."""
     from hydra._internal.config_loader_impl import get_overrides_dirname  # guarded: see above
@@ -109,8 +114,7 @@ class ComposeOnceLoader:
         if seed is None:
             return None
         position, value = seed
-        family = self.families.get(tuple(overrides[:position]) + (None,)
-                                   + tuple(overrides[position + 1:]))
+        family = self.families.get(family_key(overrides, position))
         return (family, value) if family is not None and family.verified else None
 
     def variant_task_config(self, overrides) -> Optional[DictConfig]:
@@ -134,7 +138,7 @@ class ComposeOnceLoader:
         if seed is None:
             return self.loader.load_sweep_config(master_config, overrides)
         position, value = seed
-        key = tuple(overrides[:position]) + (None,) + tuple(overrides[position + 1:])
+        key = family_key(overrides, position)
         family = self.families.get(key)
         if family is None or not family.derive:
             cfg = self.loader.load_sweep_config(master_config, overrides)
